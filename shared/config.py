@@ -1,0 +1,208 @@
+"""Settings from the environment, validated once at start-up.
+
+The environment variable names are the ones Azure Functions uses (app settings locally come from
+`local.settings.json`'s `Values`). Every name read here is listed in `local.settings.example.json` and set by
+`infra/bicep/`; `tests/infra/test_drift.py` keeps the three in step.
+
+Names of queues and containers are fixed here rather than configurable: the Bicep declares exactly these.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from enum import StrEnum
+from functools import lru_cache
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+
+class Lane(StrEnum):
+    """A priority lane: one session-enabled Service Bus queue each."""
+
+    HIGH = "high"
+    STANDARD = "standard"
+    BULK = "bulk"
+
+    @property
+    def queue_name(self) -> str:
+        return f"chunks-{self.value}"
+
+
+class Tier(StrEnum):
+    """A tenant's tier. The seeds' priority order: new users > enterprise > free."""
+
+    NEW = "new"
+    ENTERPRISE = "enterprise"
+    FREE = "free"
+
+
+# Service Bus queues (all session-enabled except the expansion queue).
+EXPAND_QUEUE = "jobs-expand"
+LANE_QUEUES: tuple[str, ...] = tuple(lane.queue_name for lane in Lane)
+ALL_QUEUES: tuple[str, ...] = (EXPAND_QUEUE, *LANE_QUEUES)
+
+# Blob containers.
+ORIGINALS_CONTAINER = "originals"
+THUMBNAILS_CONTAINER = "thumbnails"
+MANIFESTS_CONTAINER = "manifests"
+ALL_CONTAINERS: tuple[str, ...] = (ORIGINALS_CONTAINER, THUMBNAILS_CONTAINER, MANIFESTS_CONTAINER)
+
+# Cosmos DB containers and their partition key paths.
+COSMOS_CONTAINERS: dict[str, str] = {
+    "jobs": "/jobId",  # job, chunk and image-result documents, partitioned by job
+    "tenants": "/tenantId",  # tenants and their hashed API keys
+    "dedup": "/tenantId",  # exact (sha256) and near (hash band) duplicate index, per tenant
+}
+
+# Setting names that are documented but consumed by the platform, not by this code.
+PLATFORM_SETTINGS: tuple[str, ...] = (
+    "FUNCTIONS_WORKER_RUNTIME",
+    "FUNCTIONS_WORKER_PROCESS_COUNT",
+    "APPLICATIONINSIGHTS_CONNECTION_STRING",
+)
+
+_LOOPBACK_HOSTS = {"127.0.0.1", "localhost", "::1"}
+
+
+class ConfigError(ValueError):
+    """Raised once at start-up with every problem in the environment named."""
+
+
+class Settings(BaseModel):
+    """Every setting the app reads. Field aliases are the environment variable names."""
+
+    model_config = ConfigDict(populate_by_name=True, frozen=True, extra="ignore")
+
+    # --- connections -------------------------------------------------------------------------
+    # Locally a connection string; in Azure the identity-based form `<name>__accountName` /
+    # `<name>__fullyQualifiedNamespace` with the managed identity's client id in `<name>__clientId`.
+    storage_connection: str | None = Field(default=None, alias="AzureWebJobsStorage")
+    storage_account_name: str | None = Field(default=None, alias="AzureWebJobsStorage__accountName")
+    storage_client_id: str | None = Field(default=None, alias="AzureWebJobsStorage__clientId")
+    servicebus_connection: str | None = Field(default=None, alias="ServiceBusConnection")
+    servicebus_namespace: str | None = Field(
+        default=None, alias="ServiceBusConnection__fullyQualifiedNamespace"
+    )
+    servicebus_client_id: str | None = Field(default=None, alias="ServiceBusConnection__clientId")
+    # Local emulator only: where its administration (queue counts) endpoint listens.
+    servicebus_admin_endpoint: str | None = Field(default=None, alias="SERVICEBUS_ADMIN_ENDPOINT")
+    cosmos_endpoint: str = Field(alias="COSMOS_ENDPOINT")
+    cosmos_key: str | None = Field(default=None, alias="COSMOS_KEY")  # local emulator only
+    cosmos_client_id: str | None = Field(default=None, alias="COSMOS_CLIENT_ID")
+    cosmos_database: str = Field(default="imagepipe", alias="COSMOS_DATABASE")
+    # The local Cosmos emulator's certificate is self-signed. Honoured only for a loopback endpoint.
+    cosmos_emulator_insecure_tls: bool = Field(default=False, alias="COSMOS_EMULATOR_INSECURE_TLS")
+
+    # --- jobs ----------------------------------------------------------------------------------
+    chunk_size: int = Field(default=500, ge=1, le=5000, alias="CHUNK_SIZE")
+    max_inline_images: int = Field(default=10_000, ge=1, alias="MAX_INLINE_IMAGES")
+    max_manifest_images: int = Field(default=10_000_000, ge=1, alias="MAX_MANIFEST_IMAGES")
+    expand_batch_chunks: int = Field(default=200, ge=1, alias="EXPAND_BATCH_CHUNKS")
+    # Per-job concurrency caps (number of session shards) per tier, "tier=cap,..."
+    tier_job_concurrency: str = Field(default="new=4,enterprise=8,free=2", alias="TIER_JOB_CONCURRENCY")
+    # Tier -> lane mapping, "tier=lane,..."
+    tier_lanes: str = Field(default="new=high,enterprise=standard,free=bulk", alias="TIER_LANES")
+    status_timer_schedule: str = Field(default="*/5 * * * * *", alias="STATUS_TIMER_SCHEDULE")
+    callback_max_attempts: int = Field(default=5, ge=1, alias="CALLBACK_MAX_ATTEMPTS")
+
+    # --- fetching ------------------------------------------------------------------------------
+    fetch_max_bytes: int = Field(default=50 * 1024 * 1024, ge=1, alias="FETCH_MAX_BYTES")
+    fetch_connect_timeout_seconds: float = Field(default=5.0, gt=0, alias="FETCH_CONNECT_TIMEOUT_SECONDS")
+    fetch_read_timeout_seconds: float = Field(default=20.0, gt=0, alias="FETCH_READ_TIMEOUT_SECONDS")
+    fetch_max_redirects: int = Field(default=5, ge=0, alias="FETCH_MAX_REDIRECTS")
+    # Tests only: lets the SSRF guard accept 127.0.0.1 (and nothing else that it refuses).
+    fetch_allow_loopback: bool = Field(default=False, alias="FETCH_ALLOW_LOOPBACK_FOR_TESTS")
+
+    # --- imaging -------------------------------------------------------------------------------
+    thumbnail_sizes: str = Field(default="150,300,600", alias="THUMBNAIL_SIZES")
+    image_max_bytes: int = Field(default=50 * 1024 * 1024, ge=1, alias="IMAGE_MAX_BYTES")
+    image_max_pixels: int = Field(default=100_000_000, ge=1, alias="IMAGE_MAX_PIXELS")
+    image_time_budget_seconds: float = Field(default=20.0, gt=0, alias="IMAGE_TIME_BUDGET_SECONDS")
+    chunk_time_budget_seconds: float = Field(default=240.0, gt=0, alias="CHUNK_TIME_BUDGET_SECONDS")
+
+    # --- observability -------------------------------------------------------------------------
+    otel_enabled: bool = Field(default=False, alias="OTEL_ENABLED")
+
+    @field_validator("thumbnail_sizes")
+    @classmethod
+    def _sizes_are_ints(cls, value: str) -> str:
+        sizes = [s.strip() for s in value.split(",") if s.strip()]
+        if not sizes or not all(s.isdigit() and 16 <= int(s) <= 4096 for s in sizes):
+            raise ValueError("must be a comma-separated list of pixel sizes between 16 and 4096")
+        return value
+
+    @model_validator(mode="after")
+    def _connections_present(self) -> Settings:
+        if not (self.storage_connection or self.storage_account_name):
+            raise ValueError("set AzureWebJobsStorage or AzureWebJobsStorage__accountName")
+        if not (self.servicebus_connection or self.servicebus_namespace):
+            raise ValueError(
+                "set ServiceBusConnection or ServiceBusConnection__fullyQualifiedNamespace"
+            )
+        if self.cosmos_emulator_insecure_tls and not self.cosmos_is_loopback:
+            raise ValueError("COSMOS_EMULATOR_INSECURE_TLS is only allowed for a 127.0.0.1/localhost endpoint")
+        _parse_pairs(self.tier_job_concurrency, Tier, int)
+        _parse_pairs(self.tier_lanes, Tier, Lane)
+        return self
+
+    # --- derived views -------------------------------------------------------------------------
+    @property
+    def cosmos_is_loopback(self) -> bool:
+        from urllib.parse import urlparse
+
+        return (urlparse(self.cosmos_endpoint).hostname or "") in _LOOPBACK_HOSTS
+
+    @property
+    def thumbnail_size_list(self) -> tuple[int, ...]:
+        return tuple(sorted({int(s) for s in self.thumbnail_sizes.split(",") if s.strip()}))
+
+    @property
+    def job_concurrency_by_tier(self) -> dict[Tier, int]:
+        return _parse_pairs(self.tier_job_concurrency, Tier, int)
+
+    @property
+    def lane_by_tier(self) -> dict[Tier, Lane]:
+        return _parse_pairs(self.tier_lanes, Tier, Lane)
+
+    @classmethod
+    def env_names(cls) -> set[str]:
+        """Every environment variable this model reads (used by the drift test)."""
+        return {f.alias for f in cls.model_fields.values() if f.alias}
+
+    @classmethod
+    def from_env(cls, environ: Mapping[str, str] | None = None) -> Settings:
+        env = os.environ if environ is None else environ
+        data: dict[str, Any] = {name: env[name] for name in cls.env_names() if env.get(name) not in (None, "")}
+        try:
+            return cls.model_validate(data)
+        except ValidationError as exc:
+            problems = "; ".join(
+                f"{'.'.join(str(p) for p in err['loc']) or 'settings'}: {err['msg']}" for err in exc.errors()
+            )
+            raise ConfigError(f"invalid configuration: {problems}") from None
+
+
+def _parse_pairs(text: str, key_type: Any, value_type: Any) -> dict[Any, Any]:
+    result: dict[Any, Any] = {}
+    for part in text.split(","):
+        if not part.strip():
+            continue
+        key, sep, value = part.partition("=")
+        if not sep:
+            raise ValueError(f"{part!r} is not key=value")
+        try:
+            result[key_type(key.strip())] = value_type(value.strip())
+        except ValueError as exc:
+            raise ValueError(f"{part!r}: {exc}") from None
+    missing = [k for k in key_type if k not in result]
+    if missing:
+        raise ValueError(f"missing entries for {', '.join(str(m) for m in missing)}")
+    return result
+
+
+@lru_cache(maxsize=1)
+def get_settings() -> Settings:
+    """The process-wide settings, read and validated on first use (at start-up in function_app)."""
+    return Settings.from_env()
