@@ -1,0 +1,34 @@
+"""Session fixtures: the local stack (Azurite, Cosmos emulator, Service Bus emulator) on free 127.0.0.1 ports.
+
+The stack is started once per pytest session, only if a test asks for it, and stopped by PID afterwards.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from devstack.stack import LocalStack, StackPorts
+
+
+@pytest.fixture(scope="session")
+def local_stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalStack]:
+    stack = LocalStack(data_dir=Path(tmp_path_factory.mktemp("stack")), ports=StackPorts.free())
+    stack.start()
+    try:
+        yield stack
+    finally:
+        stack.stop()
+
+
+@pytest.fixture(scope="session")
+def storage_stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalStack]:
+    """Azurite and Cosmos only, for tests that need no Service Bus."""
+    stack = LocalStack(data_dir=Path(tmp_path_factory.mktemp("storage-stack")), ports=StackPorts.free())
+    stack.start(services=("azurite", "cosmos"))
+    try:
+        yield stack
+    finally:
+        stack.stop()
