@@ -1,0 +1,315 @@
+"""Durability of the Service Bus emulator: state survives SIGTERM + restart, and kill -9 loses nothing.
+
+Every test runs its own emulator process (tests/servicebus_emulator/_emulator_process.py) on a temporary data
+directory, talks to it with the unmodified azure-servicebus SDK, and restarts the process on the same data
+directory and port.
+"""
+
+from __future__ import annotations
+
+import time
+import uuid
+from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import pytest
+from azure.servicebus import ServiceBusMessage, ServiceBusSubQueue
+from azure.servicebus.exceptions import OperationTimeoutError, SessionCannotBeLockedError
+
+from ._emulator_process import (
+    EmulatorProcess,
+    close_quietly,
+    queue_config,
+    receive_n,
+    running_emulator,
+    sb_client,
+)
+
+pytestmark = pytest.mark.slow
+
+LOCK_SECONDS = 3
+QUEUE = "durable"
+SESSION_QUEUE = "durable-sessions"
+
+
+@pytest.fixture
+def emulator(tmp_path: Path) -> Iterator[EmulatorProcess]:
+    queues = [
+        queue_config(QUEUE, lock_duration=f"PT{LOCK_SECONDS}S", max_delivery_count=50),
+        queue_config(SESSION_QUEUE, requires_session=True, lock_duration=f"PT{LOCK_SECONDS}S", max_delivery_count=50),
+    ]
+    with running_emulator(tmp_path, queues) as emu:
+        yield emu
+
+
+def _send(emulator: EmulatorProcess, queue: str, messages: list[ServiceBusMessage]) -> None:
+    with sb_client(emulator) as client, client.get_queue_sender(queue) as sender:
+        sender.send_messages(messages)
+
+
+def _drain(emulator: EmulatorProcess, queue: str, count: int, timeout: float) -> list[Any]:
+    """Receive and complete `count` messages (fails if fewer arrive)."""
+    with sb_client(emulator) as client, client.get_queue_receiver(queue, prefetch_count=0) as receiver:
+        got = receive_n(receiver, count, timeout)
+        for msg in got:
+            receiver.complete_message(msg)
+    assert len(got) == count, f"expected {count} messages, got {len(got)}: {[str(m.message_id) for m in got]}"
+    return got
+
+
+def _assert_empty(emulator: EmulatorProcess, queue: str, wait: float = 1.0) -> None:
+    with sb_client(emulator) as client, client.get_queue_receiver(queue) as receiver:
+        peeked = receiver.peek_messages(max_message_count=50)
+        assert peeked == [], f"{queue} should be empty, peek shows {[str(m.message_id) for m in peeked]}"
+        extra = receiver.receive_messages(max_message_count=50, max_wait_time=wait)
+        assert extra == [], f"{queue} should be empty, received {[str(m.message_id) for m in extra]}"
+
+
+def _props(msg: Any) -> dict[str, Any]:
+    def text(v: Any) -> Any:
+        return v.decode() if isinstance(v, bytes) else v
+
+    return {text(k): text(v) for k, v in (msg.application_properties or {}).items()}
+
+
+def _session_receiver(client: Any, session_id: str, timeout: float) -> Any:
+    """Open a receiver on a named session, retrying while a dead connection's lock runs out."""
+    deadline = time.monotonic() + timeout
+    while True:
+        receiver = client.get_queue_session_receiver(SESSION_QUEUE, session_id=session_id, max_wait_time=2)
+        try:
+            receiver.__enter__()
+            return receiver
+        except (SessionCannotBeLockedError, OperationTimeoutError):
+            close_quietly(receiver)
+            if time.monotonic() > deadline:
+                raise
+            time.sleep(0.5)
+
+
+def test_clean_restart_keeps_messages_deliveries_sequence_numbers_dead_letters_schedules_and_sessions(
+    emulator: EmulatorProcess,
+) -> None:
+    # --- build up state of every kind -------------------------------------------------------------
+    plain = [
+        ServiceBusMessage(
+            f"body-{i}",
+            message_id=f"plain-{i}",
+            application_properties={"idx": i, "kind": "plain"},
+            content_type="text/plain",
+            correlation_id=f"corr-{i}",
+            subject="durability",
+        )
+        for i in range(5)
+    ]
+    _send(emulator, QUEUE, plain)
+    client = sb_client(emulator)
+    try:
+        with client.get_queue_sender(QUEUE) as sender:
+            now = datetime.now(UTC)
+            far_seq = sender.schedule_messages(
+                ServiceBusMessage("far", message_id="sched-far"), now + timedelta(minutes=30)
+            )[0]
+            near_seq = sender.schedule_messages(
+                ServiceBusMessage("near", message_id="sched-near"), now + timedelta(seconds=4)
+            )[0]
+            cancel_seq = sender.schedule_messages(
+                ServiceBusMessage("cancel-me", message_id="sched-cancel"), now + timedelta(minutes=30)
+            )[0]
+        receiver = client.get_queue_receiver(QUEUE)
+        first = receive_n(receiver, 4, timeout=10)
+        assert [m.message_id for m in first] == ["plain-0", "plain-1", "plain-2", "plain-3"]
+        by_id = {m.message_id: m for m in first}
+        seqs_before = {m.message_id: m.sequence_number for m in first}
+        receiver.dead_letter_message(by_id["plain-0"], reason="bad-input", error_description="cannot parse")
+        receiver.defer_message(by_id["plain-1"])
+        receiver.complete_message(by_id["plain-2"])
+        in_flight_count = by_id["plain-3"].delivery_count
+        # plain-3 stays locked (in flight) across the restart; plain-4 was never received.
+        peeked = receiver.peek_messages(max_message_count=20)
+        seqs_before.update({m.message_id: m.sequence_number for m in peeked})
+        max_seq_before = max([*seqs_before.values(), far_seq, near_seq, cancel_seq])
+
+        session_msgs = [ServiceBusMessage(f"s{i}", message_id=f"sess-{i}", session_id="s1") for i in range(3)]
+        with client.get_queue_sender(SESSION_QUEUE) as sender:
+            sender.send_messages(session_msgs)
+        with client.get_queue_session_receiver(SESSION_QUEUE, session_id="s1", max_wait_time=5) as srecv:
+            got = receive_n(srecv, 1, timeout=10)
+            assert [m.message_id for m in got] == ["sess-0"]
+            srecv.complete_message(got[0])
+            srecv.session.set_state(b"after-sess-0")
+
+        # --- clean restart with the receiver still holding plain-3's lock --------------------------
+        assert emulator.stop() == 0, emulator.log_tail()
+    finally:
+        close_quietly(client)
+    emulator.start()
+
+    with sb_client(emulator) as client:
+        with client.get_queue_receiver(QUEUE) as receiver:
+            peeked = receiver.peek_messages(max_message_count=20)
+            peeked_ids = {m.message_id: m for m in peeked}
+            # The completed message is gone; everything else is still there with its sequence number.
+            assert "plain-2" not in peeked_ids
+            for mid in ("plain-1", "plain-3", "plain-4", "sched-far", "sched-cancel"):
+                assert mid in peeked_ids, f"{mid} missing after restart; peek: {sorted(peeked_ids)}"
+                if mid in seqs_before:
+                    assert peeked_ids[mid].sequence_number == seqs_before[mid]
+            assert peeked_ids["sched-far"].sequence_number == far_seq
+            # Deferred message survives and is still receivable by sequence number only.
+            deferred = receiver.receive_deferred_messages([seqs_before["plain-1"]])
+            assert [m.message_id for m in deferred] == ["plain-1"]
+            assert str(deferred[0]) == "body-1"
+            receiver.complete_message(deferred[0])
+
+            got = receive_n(receiver, 3, timeout=LOCK_SECONDS + 8)
+            ids = sorted(str(m.message_id) for m in got)
+            assert ids == ["plain-3", "plain-4", "sched-near"], ids
+            for msg in got:
+                if msg.message_id == "plain-3":
+                    assert msg.delivery_count > in_flight_count, "in-flight delivery not counted"
+                    assert msg.sequence_number == seqs_before["plain-3"]
+                if msg.message_id == "plain-4":
+                    # Properties persisted intact.
+                    assert str(msg) == "body-4"
+                    assert _props(msg) == {"idx": 4, "kind": "plain"}
+                    assert msg.content_type == "text/plain"
+                    assert msg.correlation_id == "corr-4"
+                    assert msg.subject == "durability"
+                if msg.message_id == "sched-near":
+                    assert msg.sequence_number == near_seq
+                receiver.complete_message(msg)
+
+        with client.get_queue_sender(QUEUE) as sender:
+            sender.cancel_scheduled_messages([cancel_seq])
+            sender.send_messages(ServiceBusMessage("new", message_id="after-restart"))
+
+        with client.get_queue_receiver(QUEUE, sub_queue=ServiceBusSubQueue.DEAD_LETTER) as dlq:
+            dead = receive_n(dlq, 1, timeout=5)
+            assert [m.message_id for m in dead] == ["plain-0"]
+            assert dead[0].dead_letter_reason == "bad-input"
+            assert dead[0].dead_letter_error_description == "cannot parse"
+            assert dead[0].sequence_number == seqs_before["plain-0"]
+            dlq.complete_message(dead[0])
+
+        with client.get_queue_receiver(QUEUE) as receiver:
+            fresh = receive_n(receiver, 1, timeout=5)
+            assert [m.message_id for m in fresh] == ["after-restart"]
+            assert fresh[0].sequence_number > max_seq_before, "sequence number reused after restart"
+            receiver.complete_message(fresh[0])
+            remaining = {str(m.message_id) for m in receiver.peek_messages(max_message_count=20)}
+            assert remaining == {"sched-far"}, remaining
+
+        srecv = _session_receiver(client, "s1", timeout=LOCK_SECONDS + 8)
+        try:
+            assert srecv.session.get_state() == b"after-sess-0"
+            rest = receive_n(srecv, 2, timeout=5)
+            assert [m.message_id for m in rest] == ["sess-1", "sess-2"]
+            for msg in rest:
+                srecv.complete_message(msg)
+        finally:
+            close_quietly(srecv)
+
+
+def test_kill9_between_receive_and_settle_redelivers_with_higher_count_and_new_sequence_numbers(
+    emulator: EmulatorProcess,
+) -> None:
+    _send(emulator, QUEUE, [ServiceBusMessage("payload", message_id="victim")])
+    client = sb_client(emulator)
+    receiver = client.get_queue_receiver(QUEUE)
+    first = receive_n(receiver, 1, timeout=10)
+    assert [m.message_id for m in first] == ["victim"]
+    count0, seq0 = first[0].delivery_count, first[0].sequence_number
+
+    emulator.kill()  # between the receive and its settlement
+    close_quietly(receiver, client)
+    emulator.start()
+
+    with sb_client(emulator) as client, client.get_queue_receiver(QUEUE) as receiver:
+        again = receive_n(receiver, 1, timeout=LOCK_SECONDS + 8)
+        assert [m.message_id for m in again] == ["victim"], "message lost by kill -9"
+        assert again[0].delivery_count > count0
+        assert again[0].sequence_number == seq0
+        assert str(again[0]) == "payload"
+        receiver.complete_message(again[0])
+
+    # The completion is durable: kill -9 right after it does not bring the message back.
+    emulator.restart(hard=True)
+    _assert_empty(emulator, QUEUE, wait=LOCK_SECONDS + 1)
+
+    # The queue is now empty, yet sequence numbers keep increasing (not derived from stored messages).
+    _send(emulator, QUEUE, [ServiceBusMessage("next", message_id="next")])
+    emulator.restart(hard=True)
+    got = _drain(emulator, QUEUE, 1, timeout=5)
+    assert got[0].sequence_number > seq0
+    seq1 = got[0].sequence_number
+    emulator.restart(hard=True)
+    _send(emulator, QUEUE, [ServiceBusMessage("last", message_id="last")])
+    got = _drain(emulator, QUEUE, 1, timeout=5)
+    assert got[0].sequence_number > seq1, "sequence number reused after kill -9"
+
+
+def test_kill9_repeatedly_with_a_batch_in_flight_loses_nothing_and_resurrects_nothing(
+    emulator: EmulatorProcess,
+) -> None:
+    sent: set[str] = set()
+    completed: set[str] = set()
+    seq_of: dict[str, int] = {}
+    last_count: dict[str, int] = {}
+    max_seq = 0
+
+    def send_batch(prefix: str, n: int) -> None:
+        ids = [f"{prefix}-{i}-{uuid.uuid4().hex[:6]}" for i in range(n)]
+        _send(emulator, QUEUE, [ServiceBusMessage(f"body:{mid}", message_id=mid) for mid in ids])
+        sent.update(ids)
+
+    send_batch("initial", 60)
+    for round_no in range(4):
+        client = sb_client(emulator)
+        receiver = client.get_queue_receiver(QUEUE, prefetch_count=0)
+        batch = receive_n(receiver, 20, timeout=LOCK_SECONDS + 8, batch=20)
+        assert batch, f"round {round_no}: nothing received"
+        new_max = max_seq
+        for msg in batch:
+            mid = str(msg.message_id)
+            assert mid in sent, f"unknown message {mid}"
+            assert mid not in completed, f"completed message {mid} delivered again (round {round_no})"
+            assert str(msg) == f"body:{mid}"
+            if mid in seq_of:
+                assert msg.sequence_number == seq_of[mid], f"{mid} changed sequence number"
+                assert msg.delivery_count > last_count[mid], f"{mid} redelivered without a higher count"
+            seq_of[mid] = msg.sequence_number
+            last_count[mid] = msg.delivery_count
+            new_max = max(new_max, msg.sequence_number)
+        for msg in batch[::2]:
+            receiver.complete_message(msg)
+            completed.add(str(msg.message_id))
+        # The other half is in flight: kill -9 with the locks held, then send more on the new process.
+        emulator.kill()
+        close_quietly(receiver, client)
+        emulator.start()
+        max_seq = new_max
+        send_batch(f"round{round_no}", 5)
+
+    expected = sent - completed
+    with sb_client(emulator) as client, client.get_queue_receiver(QUEUE, prefetch_count=0) as receiver:
+        drained = receive_n(receiver, len(expected), timeout=LOCK_SECONDS + 15)
+        drained_ids = [str(m.message_id) for m in drained]
+        for msg in drained:
+            mid = str(msg.message_id)
+            if mid in seq_of:
+                assert msg.sequence_number == seq_of[mid]
+                assert msg.delivery_count > last_count[mid]
+            else:
+                seq_of[mid] = msg.sequence_number
+            receiver.complete_message(msg)
+    assert len(drained_ids) == len(set(drained_ids)), "duplicate deliveries"
+    assert not set(drained_ids) & completed, f"completions resurrected: {set(drained_ids) & completed}"
+    missing = expected - set(drained_ids)
+    assert not missing, f"lost {len(missing)} messages: {sorted(missing)[:10]}"
+    assert set(drained_ids) | completed == sent
+    # Every message has its own sequence number; none reused across the kills.
+    assert len(set(seq_of.values())) == len(seq_of) == len(sent)
+    _assert_empty(emulator, QUEUE, wait=LOCK_SECONDS + 1)
