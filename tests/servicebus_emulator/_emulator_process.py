@@ -19,6 +19,8 @@ from contextlib import contextmanager, suppress
 from pathlib import Path
 from typing import Any
 
+from azure.servicebus import ServiceBusClient
+
 REPO_ROOT = Path(__file__).resolve().parents[2]
 READY_MARKER = "servicebus-emulator ready"
 
@@ -177,10 +179,8 @@ def running_emulator(tmp_path: Path, queues: list[dict[str, Any]], name: str = "
                 emulator.stop()
 
 
-def sb_client(emulator: EmulatorProcess, **kwargs: Any) -> Any:
+def sb_client(emulator: EmulatorProcess, **kwargs: Any) -> ServiceBusClient:
     """A ServiceBusClient for the emulator with no SDK retries (errors surface at once)."""
-    from azure.servicebus import ServiceBusClient
-
     kwargs.setdefault("retry_total", 0)
     return ServiceBusClient.from_connection_string(emulator.connection_string, **kwargs)
 

@@ -78,7 +78,7 @@ def _session_receiver(client: Any, session_id: str, timeout: float) -> Any:
     """Open a receiver on a named session, retrying while a dead connection's lock runs out."""
     deadline = time.monotonic() + timeout
     while True:
-        receiver = client.get_queue_session_receiver(SESSION_QUEUE, session_id=session_id, max_wait_time=2)
+        receiver = client.get_queue_receiver(SESSION_QUEUE, session_id=session_id, max_wait_time=2)
         try:
             receiver.__enter__()
             return receiver
@@ -135,7 +135,7 @@ def test_clean_restart_keeps_messages_deliveries_sequence_numbers_dead_letters_s
         session_msgs = [ServiceBusMessage(f"s{i}", message_id=f"sess-{i}", session_id="s1") for i in range(3)]
         with client.get_queue_sender(SESSION_QUEUE) as sender:
             sender.send_messages(session_msgs)
-        with client.get_queue_session_receiver(SESSION_QUEUE, session_id="s1", max_wait_time=5) as srecv:
+        with client.get_queue_receiver(SESSION_QUEUE, session_id="s1", max_wait_time=5) as srecv:
             got = receive_n(srecv, 1, timeout=10)
             assert [m.message_id for m in got] == ["sess-0"]
             srecv.complete_message(got[0])
@@ -150,7 +150,7 @@ def test_clean_restart_keeps_messages_deliveries_sequence_numbers_dead_letters_s
     with sb_client(emulator) as client:
         with client.get_queue_receiver(QUEUE) as receiver:
             peeked = receiver.peek_messages(max_message_count=20)
-            peeked_ids = {m.message_id: m for m in peeked}
+            peeked_ids = {str(m.message_id): m for m in peeked}
             # The completed message is gone; everything else is still there with its sequence number.
             assert "plain-2" not in peeked_ids
             for mid in ("plain-1", "plain-3", "plain-4", "sched-far", "sched-cancel"):

@@ -120,7 +120,7 @@ def test_20_session_receivers_at_once_each_get_their_own_session(emulator: Emula
     def worker(i: int) -> None:
         with (
             sb_client(emulator) as client,
-            client.get_queue_session_receiver(
+            client.get_queue_receiver(
                 SESSION_QUEUE, session_id=NEXT_AVAILABLE_SESSION, max_wait_time=20
             ) as receiver,
         ):
