@@ -26,6 +26,7 @@ import subprocess
 import sys
 import tempfile
 import time
+import uuid
 from pathlib import Path
 from typing import Any
 
@@ -120,11 +121,12 @@ class Emulator:
 
 
 def _send_batches(client: ServiceBusClient, queue: str, n_batches: int, session_id: str | None = None) -> None:
+    prefix = uuid.uuid4().hex[:8]  # unique message ids, in case a queue detects duplicates
     with client.get_queue_sender(queue) as sender:
         for b in range(n_batches):
             batch = sender.create_message_batch()
             for i in range(BATCH):
-                batch.add_message(ServiceBusMessage(BODY, message_id=f"{b}-{i}", session_id=session_id))
+                batch.add_message(ServiceBusMessage(BODY, message_id=f"{prefix}-{b}-{i}", session_id=session_id))
             sender.send_messages(batch)
 
 

@@ -127,6 +127,9 @@ def test_clean_restart_keeps_messages_deliveries_sequence_numbers_dead_letters_s
         receiver.defer_message(by_id["plain-1"])
         receiver.complete_message(by_id["plain-2"])
         in_flight_count = by_id["plain-3"].delivery_count
+        with client.get_queue_receiver(QUEUE, sub_queue=ServiceBusSubQueue.DEAD_LETTER) as dlq:
+            dead_before = dlq.peek_messages(max_message_count=5)
+            assert [m.message_id for m in dead_before] == ["plain-0"]
         # plain-3 stays locked (in flight) across the restart; plain-4 was never received.
         peeked = receiver.peek_messages(max_message_count=20)
         seqs_before.update({m.message_id: m.sequence_number for m in peeked})
@@ -191,7 +194,7 @@ def test_clean_restart_keeps_messages_deliveries_sequence_numbers_dead_letters_s
             assert [m.message_id for m in dead] == ["plain-0"]
             assert dead[0].dead_letter_reason == "bad-input"
             assert dead[0].dead_letter_error_description == "cannot parse"
-            assert dead[0].sequence_number == seqs_before["plain-0"]
+            assert dead[0].sequence_number == dead_before[0].sequence_number
             dlq.complete_message(dead[0])
 
         with client.get_queue_receiver(QUEUE) as receiver:
