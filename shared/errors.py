@@ -1,0 +1,25 @@
+"""Errors users can act on: each carries an HTTP status, a stable code, a message and details."""
+
+from __future__ import annotations
+
+from typing import Any
+
+
+class ApiError(Exception):
+    def __init__(self, status: int, code: str, message: str, details: Any = None) -> None:
+        super().__init__(message)
+        self.status = status
+        self.code = code
+        self.message = message
+        self.details = details
+
+    def body(self) -> dict[str, Any]:
+        return {"error": {"code": self.code, "message": self.message, "details": self.details}}
+
+
+def unauthorized() -> ApiError:
+    return ApiError(401, "unauthorized", "missing or invalid API key; send it as 'Authorization: Bearer <key>'")
+
+
+def job_not_found(job_id: str) -> ApiError:
+    return ApiError(404, "job_not_found", f"no job {job_id!r} for this tenant")

@@ -1,0 +1,362 @@
+"""Pydantic contracts: API requests and responses, Service Bus messages, Cosmos documents.
+
+Documents in the `jobs` container are partitioned by `jobId` and told apart by `type`:
+`job` (one per job, written by the status timer and flag-patched by the API), `chunk` (one per chunk, written by
+the chunk worker), `image` (one per image, id `{job}.{index}`), `expansion` (manifest expansion progress) and
+`deadletter` (a dead-lettered chunk moved out of the dead-letter queue by the status timer).
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from enum import StrEnum
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, HttpUrl, field_validator, model_validator
+
+from shared.config import Lane
+
+MAX_REF_LENGTH = 2048
+Analysis = Literal["exif", "thumbnails", "hashes", "dedup", "faces", "people"]
+DEFAULT_ANALYSES: tuple[Analysis, ...] = ("exif", "thumbnails", "hashes", "dedup", "faces")
+
+
+def utcnow() -> datetime:
+    return datetime.now(UTC)
+
+
+class Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", populate_by_name=True)
+
+
+class Document(BaseModel):
+    """A Cosmos document: camelCase in the store, snake_case in Python; Cosmos' own fields are ignored."""
+
+    model_config = ConfigDict(extra="ignore", populate_by_name=True, alias_generator=None)
+
+    def to_store(self) -> dict[str, Any]:
+        return self.model_dump(mode="json", by_alias=True, exclude_none=False)
+
+
+# --- requests ----------------------------------------------------------------------------------
+
+
+class JobOptions(Strict):
+    thumbnail_sizes: list[int] | None = Field(
+        default=None, min_length=1, max_length=6, description="Long-side pixel sizes; defaults to THUMBNAIL_SIZES"
+    )
+    analyses: list[Analysis] = Field(
+        default_factory=lambda: list(DEFAULT_ANALYSES), description="Which analyses to run for every image"
+    )
+
+    @field_validator("thumbnail_sizes")
+    @classmethod
+    def _sizes_in_range(cls, value: list[int] | None) -> list[int] | None:
+        if value is not None and not all(16 <= s <= 4096 for s in value):
+            raise ValueError("thumbnail sizes must be between 16 and 4096 pixels")
+        return None if value is None else sorted(set(value))
+
+
+class JobRequest(Strict):
+    """`POST /api/jobs`: exactly one of `urls`, `blobs` or `manifest`."""
+
+    urls: list[str] | None = Field(default=None, description="HTTP(S) image URLs")
+    blobs: list[str] | None = Field(default=None, description="Blob names in your folder of the originals container")
+    manifest: str | None = Field(
+        default=None, description="Blob name in your folder of the manifests container: one URL or blob name a line"
+    )
+    options: JobOptions = Field(default_factory=JobOptions)
+    callback_url: HttpUrl | None = Field(default=None, description="POSTed a signed summary when the job ends")
+
+    @model_validator(mode="after")
+    def _exactly_one_source(self) -> JobRequest:
+        given = [name for name in ("urls", "blobs", "manifest") if getattr(self, name) is not None]
+        if len(given) != 1:
+            raise ValueError("give exactly one of 'urls', 'blobs' or 'manifest'")
+        refs = self.urls if self.urls is not None else self.blobs
+        if refs is not None:
+            if not refs:
+                raise ValueError("the image list is empty")
+            for i, ref in enumerate(refs):
+                problem = ref_problem(ref, "url" if self.urls is not None else "blob")
+                if problem:
+                    raise ValueError(f"image {i}: {problem}")
+        if self.manifest is not None and (problem := ref_problem(self.manifest, "blob")):
+            raise ValueError(f"manifest: {problem}")
+        return self
+
+    @property
+    def inline_refs(self) -> list[ImageRef] | None:
+        if self.urls is not None:
+            return [ImageRef(index=i, kind="url", ref=u) for i, u in enumerate(self.urls)]
+        if self.blobs is not None:
+            return [ImageRef(index=i, kind="blob", ref=b) for i, b in enumerate(self.blobs)]
+        return None
+
+
+def ref_problem(ref: str, kind: str) -> str | None:
+    """Why an image reference is unusable, or None. Cheap syntax checks only: fetching checks the rest."""
+    if not ref or len(ref) > MAX_REF_LENGTH:
+        return f"must be 1 to {MAX_REF_LENGTH} characters"
+    if kind == "url":
+        if not (ref.startswith("http://") or ref.startswith("https://")):
+            return "must be an http:// or https:// URL"
+    elif ref.startswith("/") or ".." in ref.split("/") or "\\" in ref:
+        return "must be a relative blob name without '..' or backslashes"
+    return None
+
+
+def classify_manifest_line(line: str) -> ImageRefKind:
+    return "url" if line.startswith(("http://", "https://")) else "blob"
+
+
+# --- messages ----------------------------------------------------------------------------------
+
+ImageRefKind = Literal["url", "blob"]
+
+
+class ImageRef(Strict):
+    index: int = Field(ge=0, description="Position of the image in the job")
+    kind: ImageRefKind
+    ref: str
+
+
+class ManifestRange(Strict):
+    """A run of lines of a manifest blob, by byte offsets, so chunk messages stay small for any job size."""
+
+    blob: str
+    start: int = Field(ge=0)
+    end: int = Field(ge=0)
+    first_index: int = Field(ge=0)
+
+
+class ChunkMessage(Strict):
+    job_id: str
+    tenant_id: str
+    chunk: int = Field(ge=0)
+    lane: Lane
+    options: JobOptions
+    images: list[ImageRef] | None = None
+    manifest_range: ManifestRange | None = None
+
+    @model_validator(mode="after")
+    def _one_source(self) -> ChunkMessage:
+        if (self.images is None) == (self.manifest_range is None):
+            raise ValueError("a chunk carries either inline images or a manifest range")
+        return self
+
+
+class ExpandMessage(Strict):
+    """Expand a manifest into chunk messages, `EXPAND_BATCH_CHUNKS` chunks per invocation, resumably."""
+
+    job_id: str
+    tenant_id: str
+    manifest_blob: str
+    byte_offset: int = 0
+    next_index: int = 0
+    next_chunk: int = 0
+    step: int = 0
+
+
+# --- documents ---------------------------------------------------------------------------------
+
+
+class JobState(StrEnum):
+    ACCEPTED = "accepted"
+    RUNNING = "running"
+    SUCCEEDED = "succeeded"
+    COMPLETED_WITH_ERRORS = "completed_with_errors"
+    FAILED = "failed"
+    CANCELLED = "cancelled"
+
+    @property
+    def terminal(self) -> bool:
+        return self not in (JobState.ACCEPTED, JobState.RUNNING)
+
+
+class ImageCounts(BaseModel):
+    succeeded: int = 0
+    failed: int = 0
+    skipped: int = 0
+
+    @property
+    def done(self) -> int:
+        return self.succeeded + self.failed + self.skipped
+
+    def __add__(self, other: ImageCounts) -> ImageCounts:
+        return ImageCounts(
+            succeeded=self.succeeded + other.succeeded,
+            failed=self.failed + other.failed,
+            skipped=self.skipped + other.skipped,
+        )
+
+
+class DeadLetteredChunk(BaseModel):
+    chunk: int
+    reason: str
+    description: str
+    dead_lettered_at: datetime
+    replayed: bool = False
+
+
+class CallbackStatus(BaseModel):
+    state: Literal["none", "pending", "delivered", "failed"] = "none"
+    attempts: int = 0
+    next_attempt_at: datetime | None = None
+    last_error: str | None = None
+
+
+class JobDocument(Document):
+    id: str
+    job_id: str = Field(alias="jobId")
+    tenant_id: str = Field(alias="tenantId")
+    type: Literal["job"] = "job"
+    state: JobState = JobState.ACCEPTED
+    active: bool = True  # the status timer works on active jobs only
+    lane: Lane
+    shards: int
+    source: Literal["urls", "blobs", "manifest"]
+    manifest_blob: str | None = None
+    options: JobOptions
+    callback_url: str | None = None
+    total_images: int | None = None  # None while a manifest is still being expanded
+    total_chunks: int | None = None
+    counts: ImageCounts = Field(default_factory=ImageCounts)
+    error_codes: dict[str, int] = Field(default_factory=dict)
+    finished_chunks: str = ""  # base64 bitmap of chunks whose final counts are in `finished_counts`
+    finished_counts: ImageCounts = Field(default_factory=ImageCounts)
+    finished_error_codes: dict[str, int] = Field(default_factory=dict)
+    dead_lettered: list[DeadLetteredChunk] = Field(default_factory=list)
+    duplicate_groups: list[list[int]] = Field(default_factory=list)
+    cancel_requested: bool = False
+    created_at: datetime
+    started_at: datetime | None = None
+    finished_at: datetime | None = None
+    rolled_up_at: datetime | None = None
+    images_per_second: float | None = None
+    eta_seconds: float | None = None
+    callback: CallbackStatus = Field(default_factory=CallbackStatus)
+
+
+class ChunkDocument(Document):
+    """The chunk worker's record of one chunk; `state=done` counts are final (recomputed from image documents)."""
+
+    id: str
+    job_id: str = Field(alias="jobId")
+    type: Literal["chunk"] = "chunk"
+    chunk: int
+    state: Literal["running", "done"]
+    images: int
+    counts: ImageCounts
+    error_codes: dict[str, int] = Field(default_factory=dict)
+    attempts: int = 1
+    started_at: datetime
+    finished_at: datetime | None = None
+    finished_epoch: float | None = None  # seconds, for the timer's incremental query
+    processing_seconds: float = 0.0
+    queue_seconds: float = 0.0
+
+
+class ImageError(BaseModel):
+    code: str
+    message: str
+
+
+class ImageResultDocument(Document):
+    id: str
+    job_id: str = Field(alias="jobId")
+    type: Literal["image"] = "image"
+    index: int
+    chunk: int
+    kind: ImageRefKind
+    ref: str
+    ok: bool
+    error: ImageError | None = None
+    sha256: str | None = None
+    result: dict[str, Any] | None = None  # the pipeline's facts, hashes, faces
+    thumbnails: list[dict[str, Any]] = Field(default_factory=list)  # {size, format, blob, width, height}
+    duplicate_of: list[int] = Field(default_factory=list)
+    processed_at: datetime
+
+
+class ExpansionDocument(Document):
+    id: str
+    job_id: str = Field(alias="jobId")
+    type: Literal["expansion"] = "expansion"
+    done: bool = False
+    images: int = 0
+    chunks: int = 0
+    steps: int = 0
+    error: str | None = None
+
+
+class DeadLetterDocument(Document):
+    id: str
+    job_id: str = Field(alias="jobId")
+    type: Literal["deadletter"] = "deadletter"
+    chunk: int
+    lane: Lane
+    reason: str
+    description: str
+    dead_lettered_at: datetime
+    body: str  # the chunk message, so it can be replayed
+    replayed: bool = False
+
+
+class TenantDocument(Document):
+    id: str
+    tenant_id: str = Field(alias="tenantId")
+    type: Literal["tenant"] = "tenant"
+    name: str
+    tier: str
+    key_hash: str = Field(alias="keyHash")
+    callback_secret: str = Field(alias="callbackSecret")
+    created_at: datetime
+    disabled: bool = False
+
+
+# --- API responses -----------------------------------------------------------------------------
+
+
+class JobAccepted(BaseModel):
+    job_id: str
+    state: JobState
+    lane: Lane
+    total_images: int | None
+    total_chunks: int | None
+    status_url: str
+
+
+class JobStatus(BaseModel):
+    job_id: str
+    state: JobState
+    lane: Lane
+    created_at: datetime
+    started_at: datetime | None
+    finished_at: datetime | None
+    total_images: int | None
+    total_chunks: int | None
+    counts: ImageCounts
+    percent: float
+    images_per_second: float | None
+    eta_seconds: float | None
+    errors: dict[str, int]
+    dead_lettered_chunks: list[DeadLetteredChunk]
+    duplicate_groups: list[list[int]]
+    cancel_requested: bool
+    callback: CallbackStatus
+
+
+class ImagePage(BaseModel):
+    items: list[dict[str, Any]]
+    continuation: str | None
+
+
+class ErrorBody(BaseModel):
+    code: str
+    message: str
+    details: Any = None
+
+
+class ErrorResponse(BaseModel):
+    error: ErrorBody

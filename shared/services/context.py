@@ -1,0 +1,35 @@
+"""The per-process wiring of settings and adapters, built once on first use (functions stay thin)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from functools import lru_cache
+
+from shared.adapters.blobs import BlobStore
+from shared.adapters.cosmos import get_database, make_cosmos_client
+from shared.adapters.job_store import CosmosJobStore
+from shared.adapters.servicebus import MessageBus
+from shared.config import Settings, get_settings
+
+
+@dataclass
+class AppContext:
+    settings: Settings
+    store: CosmosJobStore
+    blobs: BlobStore
+    bus: MessageBus
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> AppContext:
+        database = get_database(make_cosmos_client(settings), settings)
+        return cls(
+            settings=settings,
+            store=CosmosJobStore(database),
+            blobs=BlobStore.from_settings(settings),
+            bus=MessageBus.from_settings(settings),
+        )
+
+
+@lru_cache(maxsize=1)
+def get_context() -> AppContext:
+    return AppContext.from_settings(get_settings())
