@@ -1,0 +1,426 @@
+// imagepipe: serverless image-processing pipeline on Azure Functions (Flex Consumption, Python).
+// Deployed by `azd up` (azure.yaml at the repo root points here). Subscription scope, like the azd Functions
+// templates: it creates the resource group, then everything in it through local modules.
+//
+// The names below (queues, containers, app settings) are the ones shared/config.py uses;
+// tests/infra/test_drift.py fails when the two disagree.
+targetScope = 'subscription'
+
+// --- environment -------------------------------------------------------------------------------------------------
+
+@minLength(1)
+@maxLength(64)
+@description('azd environment name; hashed into every resource name.')
+param environmentName string
+
+@minLength(1)
+@description('Region for all resources (must offer Flex Consumption).')
+@metadata({
+  azd: {
+    type: 'location'
+  }
+})
+param location string
+
+@description('Resource group name. Empty: rg-<environmentName>.')
+param resourceGroupName string = ''
+
+@description('Object id of the developer running azd (AZURE_PRINCIPAL_ID); given the same data roles for debugging. Empty: none.')
+param principalId string = ''
+
+@description('Principal type of principalId.')
+@allowed([
+  'User'
+  'Group'
+  'ServicePrincipal'
+])
+param principalType string = 'User'
+
+// --- Function App (Flex Consumption) -----------------------------------------------------------------------------
+
+@description('Memory per instance in MB (2048 is about one vCPU, 4096 about two).')
+@allowed([
+  512
+  2048
+  4096
+])
+param functionInstanceMemoryMB int = 2048
+
+@description('Most instances the app scales out to: caps the load on Cosmos DB and on the image hosts.')
+@minValue(1)
+@maxValue(1000)
+param functionMaximumInstanceCount int = 40
+
+@description('Always-ready instances, e.g. [{"name": "http", "instanceCount": 1}] or {"name": "function:<name>", ...}. Empty: scale to zero.')
+param functionAlwaysReady array = []
+
+@description('Python worker processes per instance (image work is CPU-bound: processes, not threads).')
+@minValue(1)
+@maxValue(10)
+param workerProcessCount int = 2
+
+// --- pipeline tuning (app settings) ------------------------------------------------------------------------------
+
+@description('Images per chunk message (CHUNK_SIZE).')
+@minValue(1)
+@maxValue(5000)
+param chunkSize int = 500
+
+@description('Per-job concurrency cap (session shards) per tier (TIER_JOB_CONCURRENCY).')
+param tierJobConcurrency string = 'new=4,enterprise=8,free=2'
+
+@description('Tier to lane mapping (TIER_LANES).')
+param tierLanes string = 'new=high,enterprise=standard,free=bulk'
+
+@description('NCRONTAB schedule of the status roll-up timer (STATUS_TIMER_SCHEDULE). Every run is billed: see docs/deploy.md.')
+param statusTimerSchedule string = '*/5 * * * * *'
+
+@description('Send OpenTelemetry traces and metrics to Application Insights (OTEL_ENABLED).')
+param otelEnabled bool = true
+
+// --- data services -----------------------------------------------------------------------------------------------
+
+@description('Service Bus tier: Standard (pay per operation) or Premium (dedicated messaging units).')
+@allowed([
+  'Standard'
+  'Premium'
+])
+param serviceBusSku string = 'Standard'
+
+@description('Messaging units when serviceBusSku is Premium.')
+@allowed([
+  1
+  2
+  4
+  8
+  16
+])
+param serviceBusPremiumCapacity int = 1
+
+@description('Grant the app Azure Service Bus Data Owner, required only to read queue depths and dead-letter counts through the administration API.')
+param serviceBusQueueMetricsAccess bool = false
+
+@description('Cosmos DB capacity mode: Serverless (no idle cost) or Provisioned (autoscale on the database).')
+@allowed([
+  'Serverless'
+  'Provisioned'
+])
+param cosmosCapacityMode string = 'Serverless'
+
+@description('Autoscale maximum RU/s when cosmosCapacityMode is Provisioned.')
+@minValue(1000)
+param cosmosAutoscaleMaxThroughput int = 4000
+
+@description('Storage replication.')
+@allowed([
+  'Standard_LRS'
+  'Standard_ZRS'
+  'Standard_GRS'
+  'Standard_RAGRS'
+  'Standard_GZRS'
+])
+param storageSku string = 'Standard_LRS'
+
+@description('Days job results live: blobs in the job containers are deleted this long after their last write, and job/dedup documents expire (Cosmos TTL) after the same time.')
+@minValue(1)
+@maxValue(3650)
+param jobRetentionDays int = 30
+
+@description('Days Log Analytics keeps logs and telemetry.')
+@minValue(30)
+@maxValue(730)
+param logRetentionDays int = 30
+
+// --- names -------------------------------------------------------------------------------------------------------
+
+var resourceToken = toLower(uniqueString(subscription().id, environmentName, location))
+var tags = {
+  'azd-env-name': environmentName
+}
+var functionAppName = 'func-${resourceToken}'
+var deploymentContainerName = 'app-package-${take(functionAppName, 32)}'
+var cosmosDatabaseName = 'imagepipe'
+
+// --- what the code uses (names from shared/config.py) ------------------------------------------------------------
+
+// Service Bus queues: the expansion queue (no sessions) and one session-enabled queue per lane (Lane.queue_name).
+// lockDuration: the host renews locks (host.json maxAutoLockRenewalDuration = functionTimeout), so one minute
+// bounds how long a crashed worker holds a session before another instance takes it over.
+var serviceBusQueues = [
+  {
+    name: 'jobs-expand'
+    lane: ''
+    requiresSession: false
+    lockDuration: 'PT1M'
+    maxDeliveryCount: 5
+  }
+  {
+    name: 'chunks-high'
+    lane: 'high'
+    requiresSession: true
+    lockDuration: 'PT1M'
+    maxDeliveryCount: 5
+  }
+  {
+    name: 'chunks-standard'
+    lane: 'standard'
+    requiresSession: true
+    lockDuration: 'PT1M'
+    maxDeliveryCount: 5
+  }
+  {
+    name: 'chunks-bulk'
+    lane: 'bulk'
+    requiresSession: true
+    lockDuration: 'PT1M'
+    maxDeliveryCount: 5
+  }
+]
+
+// Blob containers (ALL_CONTAINERS); all of them hold per-job data and expire after jobRetentionDays.
+var blobContainerNames = [
+  'originals'
+  'thumbnails'
+  'manifests'
+]
+
+var jobTtlSeconds = jobRetentionDays * 86400
+
+// Consistent indexing on everything except large, never-queried subtrees.
+var jobsIndexingPolicy = {
+  indexingMode: 'consistent'
+  automatic: true
+  includedPaths: [
+    {
+      path: '/*'
+    }
+  ]
+  excludedPaths: [
+    {
+      path: '/"_etag"/?'
+    }
+    {
+      path: '/images/*'
+    }
+    {
+      path: '/thumbnails/*'
+    }
+    {
+      path: '/exif/*'
+    }
+    {
+      path: '/faces/*'
+    }
+  ]
+}
+var defaultIndexingPolicy = {
+  indexingMode: 'consistent'
+  automatic: true
+  includedPaths: [
+    {
+      path: '/*'
+    }
+  ]
+  excludedPaths: [
+    {
+      path: '/"_etag"/?'
+    }
+  ]
+}
+
+// Cosmos containers (COSMOS_CONTAINERS) and partition keys. Tenants never expire.
+var cosmosContainers = [
+  {
+    name: 'jobs'
+    partitionKey: '/jobId'
+    defaultTtl: jobTtlSeconds
+    indexingPolicy: jobsIndexingPolicy
+  }
+  {
+    name: 'tenants'
+    partitionKey: '/tenantId'
+    defaultTtl: null
+    indexingPolicy: defaultIndexingPolicy
+  }
+  {
+    name: 'dedup'
+    partitionKey: '/tenantId'
+    defaultTtl: jobTtlSeconds
+    indexingPolicy: defaultIndexingPolicy
+  }
+]
+
+// --- resources ---------------------------------------------------------------------------------------------------
+
+resource rg 'Microsoft.Resources/resourceGroups@2024-03-01' = {
+  name: !empty(resourceGroupName) ? resourceGroupName : 'rg-${environmentName}'
+  location: location
+  tags: tags
+}
+
+module identity 'modules/identity.bicep' = {
+  name: 'identity'
+  scope: rg
+  params: {
+    name: 'id-${resourceToken}'
+    location: location
+    tags: tags
+  }
+}
+
+module monitoring 'modules/monitoring.bicep' = {
+  name: 'monitoring'
+  scope: rg
+  params: {
+    logAnalyticsName: 'log-${resourceToken}'
+    applicationInsightsName: 'appi-${resourceToken}'
+    location: location
+    tags: tags
+    retentionInDays: logRetentionDays
+    disableLocalAuth: true
+  }
+}
+
+module storage 'modules/storage.bicep' = {
+  name: 'storage'
+  scope: rg
+  params: {
+    name: 'st${resourceToken}'
+    location: location
+    tags: tags
+    skuName: storageSku
+    containerNames: blobContainerNames
+    deploymentContainerName: deploymentContainerName
+    expiringContainerNames: blobContainerNames
+    retentionDays: jobRetentionDays
+  }
+}
+
+module serviceBus 'modules/servicebus.bicep' = {
+  name: 'servicebus'
+  scope: rg
+  params: {
+    name: 'sb-${resourceToken}'
+    location: location
+    tags: tags
+    sku: serviceBusSku
+    premiumCapacity: serviceBusPremiumCapacity
+    queues: serviceBusQueues
+  }
+}
+
+module cosmos 'modules/cosmos.bicep' = {
+  name: 'cosmos'
+  scope: rg
+  params: {
+    name: 'cosmos-${resourceToken}'
+    location: location
+    tags: tags
+    capacityMode: cosmosCapacityMode
+    autoscaleMaxThroughput: cosmosAutoscaleMaxThroughput
+    databaseName: cosmosDatabaseName
+    containers: cosmosContainers
+    dataContributorPrincipalIds: concat([
+      identity.outputs.principalId
+    ], empty(principalId) ? [] : [
+      principalId
+    ])
+  }
+}
+
+module rbac 'modules/rbac.bicep' = {
+  name: 'rbac'
+  scope: rg
+  params: {
+    storageAccountName: storage.outputs.name
+    serviceBusNamespaceName: serviceBus.outputs.name
+    applicationInsightsName: monitoring.outputs.applicationInsightsName
+    appPrincipalId: identity.outputs.principalId
+    grantServiceBusDataOwner: serviceBusQueueMetricsAccess
+    developerPrincipalId: principalId
+    developerPrincipalType: principalType
+  }
+}
+
+// Every setting in local.settings.example.json, in its cloud form: identity-based connections through the
+// user-assigned identity, no keys, no connection strings. Local-only settings (COSMOS_KEY,
+// COSMOS_EMULATOR_INSECURE_TLS, SERVICEBUS_ADMIN_ENDPOINT, FETCH_ALLOW_LOOPBACK_FOR_TESTS) are deliberately absent,
+// and FUNCTIONS_WORKER_RUNTIME is functionAppConfig.runtime on Flex Consumption.
+var appSettings = {
+  AzureWebJobsStorage__accountName: storage.outputs.name
+  AzureWebJobsStorage__blobServiceUri: storage.outputs.blobEndpoint
+  AzureWebJobsStorage__queueServiceUri: storage.outputs.queueEndpoint
+  AzureWebJobsStorage__credential: 'managedidentity'
+  AzureWebJobsStorage__clientId: identity.outputs.clientId
+  ServiceBusConnection__fullyQualifiedNamespace: serviceBus.outputs.fullyQualifiedNamespace
+  ServiceBusConnection__credential: 'managedidentity'
+  ServiceBusConnection__clientId: identity.outputs.clientId
+  COSMOS_ENDPOINT: cosmos.outputs.endpoint
+  COSMOS_CLIENT_ID: identity.outputs.clientId
+  COSMOS_DATABASE: cosmosDatabaseName
+  APPLICATIONINSIGHTS_CONNECTION_STRING: monitoring.outputs.connectionString
+  APPLICATIONINSIGHTS_AUTHENTICATION_STRING: 'ClientId=${identity.outputs.clientId};Authorization=AAD'
+  OTEL_ENABLED: otelEnabled ? 'true' : 'false'
+  FUNCTIONS_WORKER_PROCESS_COUNT: string(workerProcessCount)
+  CHUNK_SIZE: string(chunkSize)
+  MAX_INLINE_IMAGES: '10000'
+  MAX_MANIFEST_IMAGES: '10000000'
+  EXPAND_BATCH_CHUNKS: '200'
+  TIER_JOB_CONCURRENCY: tierJobConcurrency
+  TIER_LANES: tierLanes
+  STATUS_TIMER_SCHEDULE: statusTimerSchedule
+  CALLBACK_MAX_ATTEMPTS: '5'
+  FETCH_MAX_BYTES: '52428800'
+  FETCH_CONNECT_TIMEOUT_SECONDS: '5'
+  FETCH_READ_TIMEOUT_SECONDS: '20'
+  FETCH_MAX_REDIRECTS: '5'
+  THUMBNAIL_SIZES: '150,300,600'
+  IMAGE_MAX_BYTES: '52428800'
+  IMAGE_MAX_PIXELS: '100000000'
+  IMAGE_TIME_BUDGET_SECONDS: '20'
+  CHUNK_TIME_BUDGET_SECONDS: '240'
+}
+
+module functionApp 'modules/functionapp.bicep' = {
+  name: 'functionapp'
+  scope: rg
+  params: {
+    name: functionAppName
+    planName: 'plan-${resourceToken}'
+    location: location
+    tags: tags
+    azdServiceName: 'api'
+    identityId: identity.outputs.resourceId
+    storageBlobEndpoint: storage.outputs.blobEndpoint
+    deploymentContainerName: deploymentContainerName
+    pythonVersion: '3.11'
+    instanceMemoryMB: functionInstanceMemoryMB
+    maximumInstanceCount: functionMaximumInstanceCount
+    alwaysReady: functionAlwaysReady
+    appSettings: appSettings
+  }
+  dependsOn: [
+    rbac
+  ]
+}
+
+// --- outputs (azd stores them in .azure/<env>/.env) --------------------------------------------------------------
+
+output AZURE_LOCATION string = location
+output AZURE_TENANT_ID string = tenant().tenantId
+output AZURE_RESOURCE_GROUP string = rg.name
+output AZURE_FUNCTION_APP_NAME string = functionApp.outputs.name
+output AZURE_FUNCTION_NAME string = functionApp.outputs.name
+output SERVICE_API_NAME string = functionApp.outputs.name
+output SERVICE_API_URI string = functionApp.outputs.uri
+output AZURE_FUNCTION_APP_URL string = functionApp.outputs.uri
+output AZURE_USER_ASSIGNED_IDENTITY_NAME string = identity.outputs.name
+output AZURE_USER_ASSIGNED_IDENTITY_CLIENT_ID string = identity.outputs.clientId
+output AZURE_STORAGE_ACCOUNT_NAME string = storage.outputs.name
+output AZURE_SERVICEBUS_NAMESPACE string = serviceBus.outputs.name
+output AZURE_SERVICEBUS_FULLY_QUALIFIED_NAMESPACE string = serviceBus.outputs.fullyQualifiedNamespace
+output AZURE_COSMOS_ACCOUNT_NAME string = cosmos.outputs.name
+output COSMOS_ENDPOINT string = cosmos.outputs.endpoint
+output COSMOS_DATABASE string = cosmosDatabaseName
+output AZURE_APPLICATION_INSIGHTS_NAME string = monitoring.outputs.applicationInsightsName
+output AZURE_LOG_ANALYTICS_NAME string = monitoring.outputs.logAnalyticsName
