@@ -148,22 +148,43 @@ class LocalStack:
             location = self.data_dir / "azurite"
             location.mkdir(exist_ok=True)
             return [
-                str(NODE_BIN / "azurite"), "--silent", "--disableTelemetry", "--skipApiVersionCheck",
-                "--location", str(location),
-                "--blobHost", "127.0.0.1", "--blobPort", str(p.blob),
-                "--queueHost", "127.0.0.1", "--queuePort", str(p.queue),
-                "--tableHost", "127.0.0.1", "--tablePort", str(p.table),
-            ], p.blob  # fmt: skip
+                str(NODE_BIN / "azurite"),
+                "--silent",
+                "--disableTelemetry",
+                "--skipApiVersionCheck",
+                "--location",
+                str(location),
+                "--blobHost",
+                "127.0.0.1",
+                "--blobPort",
+                str(p.blob),
+                "--queueHost",
+                "127.0.0.1",
+                "--queuePort",
+                str(p.queue),
+                "--tableHost",
+                "127.0.0.1",
+                "--tablePort",
+                str(p.table),
+            ], p.blob
         if name == "cosmos":
             return [str(NODE_BIN / "cosmosdb-server"), "--host", "127.0.0.1", "-p", str(p.cosmos)], p.cosmos
         if name == "servicebus":
             return [
-                sys.executable, "-m", "devstack.servicebus_emulator",
-                "--config", str(self.servicebus_config),
-                "--host", "127.0.0.1", "--port", str(p.servicebus),
-                "--admin-port", str(p.servicebus_admin),
-                "--data-dir", str(self.data_dir / "servicebus"),
-            ], p.servicebus  # fmt: skip
+                sys.executable,
+                "-m",
+                "devstack.servicebus_emulator",
+                "--config",
+                str(self.servicebus_config),
+                "--host",
+                "127.0.0.1",
+                "--port",
+                str(p.servicebus),
+                "--admin-port",
+                str(p.servicebus_admin),
+                "--data-dir",
+                str(self.data_dir / "servicebus"),
+            ], p.servicebus
         raise ValueError(f"unknown service {name!r}; choose from {', '.join(ALL_SERVICES)}")
 
     def _start_one(self, name: str) -> None:
@@ -173,9 +194,13 @@ class LocalStack:
         log_path = self.data_dir / "logs" / f"{name}.log"
         with open(log_path, "ab") as log:
             popen = subprocess.Popen(
-                command, cwd=ROOT, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+                command,
+                cwd=ROOT,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                stdin=subprocess.DEVNULL,
                 start_new_session=True,
-            )  # fmt: skip
+            )
         self._popens[popen.pid] = popen
         self.processes.append(StackProcess(name, popen.pid, port, str(log_path)))
 

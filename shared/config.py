@@ -82,9 +82,7 @@ class Settings(BaseModel):
     storage_account_name: str | None = Field(default=None, alias="AzureWebJobsStorage__accountName")
     storage_client_id: str | None = Field(default=None, alias="AzureWebJobsStorage__clientId")
     servicebus_connection: str | None = Field(default=None, alias="ServiceBusConnection")
-    servicebus_namespace: str | None = Field(
-        default=None, alias="ServiceBusConnection__fullyQualifiedNamespace"
-    )
+    servicebus_namespace: str | None = Field(default=None, alias="ServiceBusConnection__fullyQualifiedNamespace")
     servicebus_client_id: str | None = Field(default=None, alias="ServiceBusConnection__clientId")
     # Local emulator only: where its administration (queue counts) endpoint listens.
     servicebus_admin_endpoint: str | None = Field(default=None, alias="SERVICEBUS_ADMIN_ENDPOINT")
@@ -138,9 +136,7 @@ class Settings(BaseModel):
         if not (self.storage_connection or self.storage_account_name):
             raise ValueError("set AzureWebJobsStorage or AzureWebJobsStorage__accountName")
         if not (self.servicebus_connection or self.servicebus_namespace):
-            raise ValueError(
-                "set ServiceBusConnection or ServiceBusConnection__fullyQualifiedNamespace"
-            )
+            raise ValueError("set ServiceBusConnection or ServiceBusConnection__fullyQualifiedNamespace")
         if self.cosmos_emulator_insecure_tls and not self.cosmos_is_loopback:
             raise ValueError("COSMOS_EMULATOR_INSECURE_TLS is only allowed for a 127.0.0.1/localhost endpoint")
         _parse_pairs(self.tier_job_concurrency, Tier, int)

@@ -227,7 +227,7 @@ class JobDocument(Document):
     finished_counts: ImageCounts = Field(default_factory=ImageCounts)
     finished_error_codes: dict[str, int] = Field(default_factory=dict)
     dead_lettered: list[DeadLetteredChunk] = Field(default_factory=list)
-    duplicate_groups: list[list[int]] = Field(default_factory=list)
+    duplicate_groups: list[list[str]] = Field(default_factory=list)
     cancel_requested: bool = False
     created_at: datetime
     started_at: datetime | None = None
@@ -275,7 +275,7 @@ class ImageResultDocument(Document):
     sha256: str | None = None
     result: dict[str, Any] | None = None  # the pipeline's facts, hashes, faces
     thumbnails: list[dict[str, Any]] = Field(default_factory=list)  # {size, format, blob, width, height}
-    duplicate_of: list[int] = Field(default_factory=list)
+    duplicate_of: list[str] = Field(default_factory=list)  # image ids (`{job}.{index}`), this job or earlier
     processed_at: datetime
 
 
@@ -342,7 +342,7 @@ class JobStatus(BaseModel):
     eta_seconds: float | None
     errors: dict[str, int]
     dead_lettered_chunks: list[DeadLetteredChunk]
-    duplicate_groups: list[list[int]]
+    duplicate_groups: list[list[str]]
     cancel_requested: bool
     callback: CallbackStatus
 

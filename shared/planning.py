@@ -54,9 +54,13 @@ def inline_chunks(
 ) -> Iterator[ChunkMessage]:
     for chunk, start in enumerate(range(0, len(refs), size)):
         yield ChunkMessage(
-            job_id=job_id, tenant_id=tenant_id, chunk=chunk, lane=lane, options=options,
+            job_id=job_id,
+            tenant_id=tenant_id,
+            chunk=chunk,
+            lane=lane,
+            options=options,
             images=list(refs[start : start + size]),
-        )  # fmt: skip
+        )
 
 
 def encode(message: ChunkMessage) -> str:

@@ -35,9 +35,7 @@ class CosmosJobStore:
     # --- helpers -------------------------------------------------------------------------------
     def _query(self, query: str, **params: Any) -> list[dict[str, Any]]:
         parameters = [{"name": f"@{k}", "value": v} for k, v in params.items()]
-        return list(
-            self._jobs.query_items(query=query, parameters=parameters, enable_cross_partition_query=True)
-        )
+        return list(self._jobs.query_items(query=query, parameters=parameters, enable_cross_partition_query=True))
 
     def _read(self, item_id: str, job_id: str) -> dict[str, Any] | None:
         try:
@@ -58,9 +56,7 @@ class CosmosJobStore:
     def replace_job(self, job: JobDocument, etag: str) -> bool:
         """Replaces the job document if nobody changed it since `etag` was read. False on a conflict."""
         try:
-            self._jobs.replace_item(
-                job.id, job.to_store(), etag=etag, match_condition=MatchConditions.IfNotModified
-            )
+            self._jobs.replace_item(job.id, job.to_store(), etag=etag, match_condition=MatchConditions.IfNotModified)
         except CosmosAccessConditionFailedError:
             return False
         return True
@@ -98,8 +94,9 @@ class CosmosJobStore:
         rows = self._query(
             "SELECT * FROM c WHERE c.jobId = @job AND c.type = 'chunk' AND c.state = 'done'"
             " AND c.finished_epoch >= @since",
-            job=job_id, since=since_epoch,
-        )  # fmt: skip
+            job=job_id,
+            since=since_epoch,
+        )
         return [ChunkDocument.model_validate(r) for r in rows]
 
     def running_chunks(self, job_id: str) -> list[ChunkDocument]:
@@ -113,8 +110,9 @@ class CosmosJobStore:
         """Index -> error code (None when the image succeeded) of every image result of a chunk."""
         rows = self._query(
             "SELECT c.index, c.ok, c.error FROM c WHERE c.jobId = @job AND c.type = 'image' AND c.chunk = @chunk",
-            job=job_id, chunk=chunk,
-        )  # fmt: skip
+            job=job_id,
+            chunk=chunk,
+        )
         return {int(r["index"]): (None if r["ok"] else (r.get("error") or {}).get("code", "error")) for r in rows}
 
     def upsert_image(self, doc: ImageResultDocument) -> None:

@@ -77,10 +77,14 @@ def expand_manifest(ctx: AppContext, message: ExpandMessage) -> ExpansionDocumen
         assert run_start is not None
         chunks.append(
             ChunkMessage(
-                job_id=job.job_id, tenant_id=job.tenant_id, chunk=chunk, lane=job.lane, options=job.options,
+                job_id=job.job_id,
+                tenant_id=job.tenant_id,
+                chunk=chunk,
+                lane=job.lane,
+                options=job.options,
                 manifest_range=ManifestRange(blob=message.manifest_blob, start=run_start, end=end, first_index=index),
             )
-        )  # fmt: skip
+        )
         index += run_count
         chunk += 1
         run_start, run_count = None, 0

@@ -62,11 +62,12 @@ def parse_job_request(body: bytes, max_inline_images: int) -> JobRequest:
     for field in ("urls", "blobs"):
         if isinstance(raw.get(field), list) and len(raw[field]) > max_inline_images:
             raise ApiError(
-                413, "too_many_images",
+                413,
+                "too_many_images",
                 f"{len(raw[field])} images in '{field}' is over the {max_inline_images} allowed inline; "
                 "upload a manifest blob (one URL or blob name a line) and pass its name as 'manifest'",
                 {"field": field, "count": len(raw[field]), "limit": max_inline_images},
-            )  # fmt: skip
+            )
     try:
         return JobRequest.model_validate(raw)
     except ValidationError as exc:
@@ -74,9 +75,7 @@ def parse_job_request(body: bytes, max_inline_images: int) -> JobRequest:
 
 
 def validation_details(exc: ValidationError) -> list[dict[str, Any]]:
-    return [
-        {"field": ".".join(str(p) for p in err["loc"]) or "body", "problem": err["msg"]} for err in exc.errors()
-    ]
+    return [{"field": ".".join(str(p) for p in err["loc"]) or "body", "problem": err["msg"]} for err in exc.errors()]
 
 
 def submit_job(ctx: AppContext, tenant: TenantDocument, body: bytes) -> JobAccepted:
@@ -100,12 +99,19 @@ def submit_job(ctx: AppContext, tenant: TenantDocument, body: bytes) -> JobAccep
         shards = shards_for(tier, settings)
 
     job = JobDocument(
-        id=job_id, jobId=job_id, tenantId=tenant.tenant_id, lane=lane, shards=shards,
+        id=job_id,
+        jobId=job_id,
+        tenantId=tenant.tenant_id,
+        lane=lane,
+        shards=shards,
         source="urls" if request.urls is not None else "blobs" if request.blobs is not None else "manifest",
-        manifest_blob=None if refs is not None else manifest, options=request.options,
+        manifest_blob=None if refs is not None else manifest,
+        options=request.options,
         callback_url=str(request.callback_url) if request.callback_url else None,
-        total_images=len(refs) if refs is not None else None, total_chunks=total_chunks, created_at=utcnow(),
-    )  # fmt: skip
+        total_images=len(refs) if refs is not None else None,
+        total_chunks=total_chunks,
+        created_at=utcnow(),
+    )
     ctx.store.create_job(job)
     try:
         if refs is not None:
@@ -120,9 +126,13 @@ def submit_job(ctx: AppContext, tenant: TenantDocument, body: bytes) -> JobAccep
         ctx.store.patch_job(job_id, {"state": JobState.FAILED.value, "active": False, "finished_at": _now_iso()})
         raise ApiError(503, "enqueue_failed", "the job could not be queued; try again", {"jobId": job_id}) from None
     return JobAccepted(
-        job_id=job_id, state=job.state, lane=lane, total_images=job.total_images, total_chunks=total_chunks,
+        job_id=job_id,
+        state=job.state,
+        lane=lane,
+        total_images=job.total_images,
+        total_chunks=total_chunks,
         status_url=f"/api/jobs/{job_id}",
-    )  # fmt: skip
+    )
 
 
 def _now_iso() -> str:
@@ -153,9 +163,11 @@ def _require_manifest(ctx: AppContext, blob: str) -> None:
         ctx.blobs.size(MANIFESTS_CONTAINER, blob)
     except BlobNotFound:
         raise ApiError(
-            400, "manifest_not_found", f"no manifest blob {blob.partition('/')[2]!r} in your manifests folder",
+            400,
+            "manifest_not_found",
+            f"no manifest blob {blob.partition('/')[2]!r} in your manifests folder",
             {"container": MANIFESTS_CONTAINER, "blob": blob},
-        ) from None  # fmt: skip
+        ) from None
 
 
 def _check_callback_url(url: str, allow_loopback: bool) -> None:
@@ -178,12 +190,24 @@ def job_status(job: JobDocument) -> JobStatus:
     done = job.counts.done
     percent = 100.0 if job.state.terminal else (round(100.0 * done / job.total_images, 2) if job.total_images else 0.0)
     return JobStatus(
-        job_id=job.job_id, state=job.state, lane=job.lane, created_at=job.created_at, started_at=job.started_at,
-        finished_at=job.finished_at, total_images=job.total_images, total_chunks=job.total_chunks,
-        counts=job.counts, percent=percent, images_per_second=job.images_per_second, eta_seconds=job.eta_seconds,
-        errors=job.error_codes, dead_lettered_chunks=job.dead_lettered, duplicate_groups=job.duplicate_groups,
-        cancel_requested=job.cancel_requested, callback=job.callback,
-    )  # fmt: skip
+        job_id=job.job_id,
+        state=job.state,
+        lane=job.lane,
+        created_at=job.created_at,
+        started_at=job.started_at,
+        finished_at=job.finished_at,
+        total_images=job.total_images,
+        total_chunks=job.total_chunks,
+        counts=job.counts,
+        percent=percent,
+        images_per_second=job.images_per_second,
+        eta_seconds=job.eta_seconds,
+        errors=job.error_codes,
+        dead_lettered_chunks=job.dead_lettered,
+        duplicate_groups=job.duplicate_groups,
+        cancel_requested=job.cancel_requested,
+        callback=job.callback,
+    )
 
 
 def get_job_status(ctx: AppContext, tenant: TenantDocument, job_id: str) -> JobStatus:
@@ -233,12 +257,14 @@ def replay_dead_letters(ctx: AppContext, tenant: TenantDocument, job_id: str) ->
             dead.lane.queue_name,
             [
                 OutgoingMessage(
-                    body=dead.body, message_id=f"{message_id(job_id, dead.chunk)}.replay.{attempt}",
-                    session_id=session_id(job_id, dead.chunk, job.shards), subject="chunk",
+                    body=dead.body,
+                    message_id=f"{message_id(job_id, dead.chunk)}.replay.{attempt}",
+                    session_id=session_id(job_id, dead.chunk, job.shards),
+                    subject="chunk",
                     properties={"jobId": job_id, "chunk": dead.chunk, "replay": attempt},
                 )
             ],
-        )  # fmt: skip
+        )
         dead.replayed = True
         ctx.store.upsert_dead_letter(dead)
         replayed.append(dead.chunk)

@@ -41,9 +41,14 @@ def create_tenant(store: CosmosJobStore, name: str, tier: str) -> NewTenant:
     tenant_id = f"t{secrets.token_hex(6)}"
     secret = secrets.token_urlsafe(32)
     tenant = TenantDocument(
-        id=tenant_id, tenantId=tenant_id, name=name, tier=tier_value.value, keyHash=_hash_secret(secret),
-        callbackSecret=secrets.token_urlsafe(32), created_at=utcnow(),
-    )  # fmt: skip
+        id=tenant_id,
+        tenantId=tenant_id,
+        name=name,
+        tier=tier_value.value,
+        keyHash=_hash_secret(secret),
+        callbackSecret=secrets.token_urlsafe(32),
+        created_at=utcnow(),
+    )
     if not store.create_tenant(tenant):
         raise RuntimeError("tenant id collision; try again")
     return NewTenant(tenant=tenant, api_key=f"{KEY_PREFIX}{tenant_id}.{secret}")

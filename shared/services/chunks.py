@@ -1,0 +1,250 @@
+"""Processing one chunk message: fetch, analyse and record each of its images, idempotently.
+
+Delivery is at-least-once, so everything here is safe to repeat: image results have deterministic ids
+(`{job}.{index}`) and are upserted; thumbnails have content-addressed names; images already recorded by an earlier
+delivery are skipped; the chunk's final counts are recomputed from the stored image results, never incremented.
+
+A bad image (unreachable URL, missing blob, corrupt bytes) becomes an error result. Only infrastructure failures
+(Cosmos, Blob or Service Bus unavailable) raise, so the host abandons the message and Service Bus redelivers it,
+dead-lettering it after maxDeliveryCount. A chunk whose time budget runs out hands its remainder to a continuation
+message on the same session and returns normally, so no delivery is spent and the lock is never at risk.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections import Counter
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from shared.adapters.blobs import BlobNotFound, BlobTooLarge
+from shared.adapters.servicebus import OutgoingMessage
+from shared.config import MANIFESTS_CONTAINER, ORIGINALS_CONTAINER, THUMBNAILS_CONTAINER
+from shared.models import (
+    ChunkDocument,
+    ChunkMessage,
+    ImageCounts,
+    ImageError,
+    ImageRef,
+    ImageResultDocument,
+    classify_manifest_line,
+    ref_problem,
+    utcnow,
+)
+from shared.planning import encode, message_id, session_id
+from shared.services.context import AppContext
+from shared.services.expand import manifest_lines
+from shared.services.imaging_step import analyse, register_duplicates
+
+log = logging.getLogger(__name__)
+
+CANCEL_CHECK_EVERY_SECONDS = 2.0
+PROGRESS_EVERY_SECONDS = 2.0
+
+
+@dataclass(frozen=True)
+class ChunkOutcome:
+    job_id: str
+    chunk: int
+    processed: int  # images worked on in this delivery
+    skipped_as_done: int  # images an earlier delivery had already recorded
+    counts: ImageCounts
+    finished: bool  # False when the remainder went to a continuation message
+    cancelled: bool
+
+
+def chunk_images(ctx: AppContext, message: ChunkMessage) -> list[ImageRef]:
+    if message.images is not None:
+        return message.images
+    assert message.manifest_range is not None
+    span = message.manifest_range
+    data = ctx.blobs.read_range(MANIFESTS_CONTAINER, span.blob, span.start, span.end)
+    return [
+        ImageRef(index=span.first_index + i, kind=classify_manifest_line(line), ref=line)
+        for i, line in enumerate(manifest_lines(data))
+    ]
+
+
+def process_chunk(
+    ctx: AppContext, body: str, delivery_count: int = 1, enqueued_at: datetime | None = None
+) -> ChunkOutcome:
+    started = time.monotonic()
+    message = ChunkMessage.model_validate_json(body)  # a malformed message raises: it can never succeed
+    store = ctx.store
+    chunk_id = f"{message.job_id}.chunk.{message.chunk}"
+    existing = store.get_chunk(message.job_id, message.chunk)
+    if existing is not None and existing.state == "done":
+        return ChunkOutcome(message.job_id, message.chunk, 0, existing.images, existing.counts, True, False)
+
+    job = store.get_job(message.job_id)
+    images = chunk_images(ctx, message)
+    now = utcnow()
+    queue_seconds = max(0.0, (now - enqueued_at).total_seconds()) if enqueued_at else 0.0
+    doc = ChunkDocument(
+        id=chunk_id,
+        jobId=message.job_id,
+        chunk=message.chunk,
+        state="running",
+        images=len(images),
+        counts=ImageCounts(),
+        attempts=delivery_count,
+        started_at=existing.started_at if existing else now,
+        queue_seconds=queue_seconds,
+    )
+    if job is None or job[0].cancel_requested:
+        # A cancelled (or vanished) job: complete the chunk without work, counting its images as skipped.
+        return _finish(ctx, doc, {}, cancelled=True, processed=0, started=started)
+
+    done = store.image_outcomes(message.job_id, message.chunk)
+    remaining = [ref for ref in images if ref.index not in done]
+    store.upsert_chunk(_with_counts(doc, done))
+
+    budget = ctx.settings.chunk_time_budget_seconds
+    last_cancel_check = last_progress = time.monotonic()
+    processed = 0
+    for position, ref in enumerate(remaining):
+        now_mono = time.monotonic()
+        if now_mono - started > budget:
+            _continue_later(ctx, message, job[0].shards, delivery_count)
+            store.upsert_chunk(_with_counts(doc, done))
+            return ChunkOutcome(
+                message.job_id,
+                message.chunk,
+                processed,
+                len(images) - len(remaining),
+                doc.counts,
+                finished=False,
+                cancelled=False,
+            )
+        if now_mono - last_cancel_check > CANCEL_CHECK_EVERY_SECONDS:
+            last_cancel_check = now_mono
+            current = store.get_job(message.job_id)
+            if current is None or current[0].cancel_requested:
+                log.info("job %s chunk %d: cancelled after %d images", message.job_id, message.chunk, position)
+                return _finish(ctx, doc, done, cancelled=True, processed=processed, started=started)
+        result = _process_image(ctx, message, ref)
+        store.upsert_image(result)
+        done[ref.index] = None if result.ok else (result.error.code if result.error else "error")
+        processed += 1
+        if now_mono - last_progress > PROGRESS_EVERY_SECONDS:
+            last_progress = now_mono
+            store.upsert_chunk(_with_counts(doc, done))
+
+    # Recount from the store: it is the truth even when two deliveries overlapped.
+    final = store.image_outcomes(message.job_id, message.chunk)
+    return _finish(ctx, doc, final, cancelled=False, processed=processed, started=started)
+
+
+def _with_counts(doc: ChunkDocument, outcomes: dict[int, str | None], skipped: int = 0) -> ChunkDocument:
+    codes = Counter(code for code in outcomes.values() if code is not None)
+    failed = sum(codes.values())
+    doc.counts = ImageCounts(succeeded=len(outcomes) - failed, failed=failed, skipped=skipped)
+    doc.error_codes = dict(codes)
+    return doc
+
+
+def _finish(
+    ctx: AppContext,
+    doc: ChunkDocument,
+    outcomes: dict[int, str | None],
+    *,
+    cancelled: bool,
+    processed: int,
+    started: float,
+) -> ChunkOutcome:
+    skipped = doc.images - len(outcomes) if cancelled else 0
+    _with_counts(doc, outcomes, skipped=skipped)
+    now = utcnow()
+    doc.state = "done"
+    doc.finished_at = now
+    doc.finished_epoch = now.timestamp()
+    doc.processing_seconds = round(time.monotonic() - started, 4)
+    ctx.store.upsert_chunk(doc)
+    return ChunkOutcome(doc.job_id, doc.chunk, processed, doc.images - processed, doc.counts, True, cancelled)
+
+
+def _continue_later(ctx: AppContext, message: ChunkMessage, shards: int, delivery_count: int) -> None:
+    """Re-enqueues the same chunk (done images are skipped on pickup) on its session, with a fresh id."""
+    stamp = utcnow().strftime("%Y%m%d%H%M%S%f")
+    ctx.bus.send(
+        message.lane.queue_name,
+        [
+            OutgoingMessage(
+                body=encode(message),
+                message_id=f"{message_id(message.job_id, message.chunk)}.cont.{stamp}",
+                session_id=session_id(message.job_id, message.chunk, shards),
+                subject="chunk",
+                properties={"jobId": message.job_id, "chunk": message.chunk, "continuation": delivery_count},
+            )
+        ],
+    )
+
+
+def _image_error(
+    message: ChunkMessage, ref: ImageRef, code: str, text: str, extra: dict[str, Any] | None = None
+) -> ImageResultDocument:
+    return ImageResultDocument(
+        id=f"{message.job_id}.{ref.index}",
+        jobId=message.job_id,
+        index=ref.index,
+        chunk=message.chunk,
+        kind=ref.kind,
+        ref=ref.ref,
+        ok=False,
+        error=ImageError(code=code, message=text),
+        result=extra,
+        processed_at=utcnow(),
+    )
+
+
+def _fetch(ctx: AppContext, message: ChunkMessage, ref: ImageRef) -> bytes | ImageResultDocument:
+    """The image's bytes, or an error result naming why they could not be had."""
+    from shared.fetch import FetchError, FetchPolicy, fetch_image
+
+    problem = ref_problem(ref.ref, ref.kind)
+    if problem:
+        return _image_error(message, ref, "invalid_reference", problem)
+    if ref.kind == "blob":
+        try:
+            return ctx.blobs.read(ORIGINALS_CONTAINER, f"{message.tenant_id}/{ref.ref}", ctx.settings.image_max_bytes)
+        except BlobNotFound:
+            return _image_error(message, ref, "not_found", "no such blob in your originals folder")
+        except BlobTooLarge as exc:
+            return _image_error(message, ref, "too_large", str(exc))
+    try:
+        return fetch_image(ref.ref, FetchPolicy.from_settings(ctx.settings)).content
+    except FetchError as exc:
+        return _image_error(message, ref, f"fetch_{exc.code}", str(exc))
+
+
+def _process_image(ctx: AppContext, message: ChunkMessage, ref: ImageRef) -> ImageResultDocument:
+    fetched = _fetch(ctx, message, ref)
+    if isinstance(fetched, ImageResultDocument):
+        return fetched
+    analysis = analyse(fetched, message.options, ctx.settings)
+    if not analysis.ok:
+        return _image_error(message, ref, analysis.error_code, analysis.error_message, analysis.facts or None)
+    thumbnails = []
+    for thumb in analysis.thumbnails:
+        name = f"thumbs/{analysis.sha256}/{thumb.size}.{thumb.format}"
+        ctx.blobs.write(THUMBNAILS_CONTAINER, name, thumb.data, f"image/{thumb.format}")
+        thumbnails.append(
+            {"size": thumb.size, "format": thumb.format, "blob": name, "width": thumb.width, "height": thumb.height}
+        )
+    duplicate_of = register_duplicates(ctx, message, ref.index, analysis)
+    return ImageResultDocument(
+        id=f"{message.job_id}.{ref.index}",
+        jobId=message.job_id,
+        index=ref.index,
+        chunk=message.chunk,
+        kind=ref.kind,
+        ref=ref.ref,
+        ok=True,
+        sha256=analysis.sha256,
+        result=analysis.facts,
+        thumbnails=thumbnails,
+        duplicate_of=duplicate_of,
+        processed_at=utcnow(),
+    )
