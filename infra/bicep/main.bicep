@@ -97,8 +97,8 @@ param serviceBusSku string = 'Standard'
 ])
 param serviceBusPremiumCapacity int = 1
 
-@description('Grant the app Azure Service Bus Data Owner, required only to read queue depths and dead-letter counts through the administration API.')
-param serviceBusQueueMetricsAccess bool = false
+@description('Also grant the app Azure Service Bus Data Owner: the status timer reads lane depths and dead-letter counts through the administration API (get_queue_runtime_properties), which needs Manage rights. False leaves only Data Sender + Data Receiver.')
+param serviceBusQueueMetricsAccess bool = true
 
 @description('Cosmos DB capacity mode: Serverless (no idle cost) or Provisioned (autoscale on the database).')
 @allowed([
@@ -186,7 +186,10 @@ var blobContainerNames = [
 
 var jobTtlSeconds = jobRetentionDays * 86400
 
-// Consistent indexing on everything except large, never-queried subtrees.
+// jobs holds job, chunk, expansion, dead-letter and image-result documents (partition /jobId). Queries filter on
+// type, jobId, state, active, chunk, ok, finished_epoch and order by index: everything stays indexed except the large
+// subtrees no query touches (image results, thumbnails, bitmaps, dead-lettered message bodies), which keeps every
+// upsert cheap. tests/infra/test_drift.py fails if a query in shared/ filters or sorts on an excluded path.
 var jobsIndexingPolicy = {
   indexingMode: 'consistent'
   automatic: true
@@ -200,19 +203,44 @@ var jobsIndexingPolicy = {
       path: '/"_etag"/?'
     }
     {
-      path: '/images/*'
+      path: '/result/*'
     }
     {
       path: '/thumbnails/*'
     }
     {
-      path: '/exif/*'
+      path: '/duplicate_of/*'
     }
     {
-      path: '/faces/*'
+      path: '/duplicate_groups/*'
+    }
+    {
+      path: '/dead_lettered/*'
+    }
+    {
+      path: '/finished_chunks/?'
+    }
+    {
+      path: '/error_codes/*'
+    }
+    {
+      path: '/finished_error_codes/*'
+    }
+    {
+      path: '/options/*'
+    }
+    {
+      path: '/ref/?'
+    }
+    {
+      path: '/body/?'
+    }
+    {
+      path: '/error/*'
     }
   ]
 }
+
 var defaultIndexingPolicy = {
   indexingMode: 'consistent'
   automatic: true
