@@ -87,7 +87,9 @@ class FetchErrorCode(StrEnum):
 class FetchError(Exception):
     """A fetch failed. `code` is machine-readable; `status` is set for `http_error`; `url` is already redacted."""
 
-    def __init__(self, code: FetchErrorCode, message: str, *, status: int | None = None, url: str | None = None):
+    def __init__(
+        self, code: FetchErrorCode, message: str, *, status: int | None = None, url: str | None = None
+    ) -> None:
         super().__init__(message)
         self.code = code
         self.message = message
@@ -448,9 +450,7 @@ def _transport_errors_as_fetch_errors(url: httpx.URL) -> Iterator[None]:
     except (httpx.InvalidURL, httpx.UnsupportedProtocol) as exc:
         raise FetchError(FetchErrorCode.INVALID_URL, f"malformed URL: {exc}", url=redacted) from None
     except httpx.TransportError as exc:
-        raise FetchError(
-            FetchErrorCode.CONNECTION_ERROR, f"{type(exc).__name__}: {exc}", url=redacted
-        ) from None
+        raise FetchError(FetchErrorCode.CONNECTION_ERROR, f"{type(exc).__name__}: {exc}", url=redacted) from None
 
 
 @contextlib.contextmanager
@@ -515,8 +515,10 @@ def fetch_image(url: str, policy: FetchPolicy, *, client: httpx.Client | None = 
                 location = response.headers.get("location")
                 if not location:
                     raise FetchError(
-                        FetchErrorCode.HTTP_ERROR, f"redirect {status} without Location",
-                        status=status, url=redact_url(current),
+                        FetchErrorCode.HTTP_ERROR,
+                        f"redirect {status} without Location",
+                        status=status,
+                        url=redact_url(current),
                     )
                 if redirects >= policy.max_redirects:
                     raise FetchError(
@@ -529,9 +531,7 @@ def fetch_image(url: str, policy: FetchPolicy, *, client: httpx.Client | None = 
                 logger.debug("fetch: redirect %d to %s", redirects, redact_url(current))
                 continue
             if not 200 <= status < 300:
-                raise FetchError(
-                    FetchErrorCode.HTTP_ERROR, f"HTTP {status}", status=status, url=redact_url(current)
-                )
+                raise FetchError(FetchErrorCode.HTTP_ERROR, f"HTTP {status}", status=status, url=redact_url(current))
             with _transport_errors_as_fetch_errors(current):
                 content = _read_capped(response, policy, deadline)
             return FetchResult(

@@ -118,9 +118,7 @@ def test_body_at_the_cap_is_accepted(server: LocalServer, connections: Connectio
     assert len(fetch_image(server.url("/sized?size=5000"), policy).content) == 5000
 
 
-def test_content_length_over_the_cap_is_refused_before_reading(
-    server: LocalServer, connections: ConnectionLog
-) -> None:
+def test_content_length_over_the_cap_is_refused_before_reading(server: LocalServer, connections: ConnectionLog) -> None:
     error = _fetch_error(server.url("/lying-length"), LOOPBACK_OK)
     assert error.code is FetchErrorCode.TOO_LARGE
     assert "Content-Length" in error.message
@@ -131,9 +129,7 @@ def test_content_length_one_over_the_cap_is_refused(server: LocalServer, connect
     assert _fetch_error(server.url("/sized?size=5001"), policy).code is FetchErrorCode.TOO_LARGE
 
 
-def test_chunked_body_over_the_cap_is_refused_while_streaming(
-    server: LocalServer, connections: ConnectionLog
-) -> None:
+def test_chunked_body_over_the_cap_is_refused_while_streaming(server: LocalServer, connections: ConnectionLog) -> None:
     # 2 MB announced by no header at all; the cap is 100 kB.
     error = _fetch_error(server.url("/chunked?size=2000000"), LOOPBACK_OK)
     assert error.code is FetchErrorCode.TOO_LARGE
@@ -308,8 +304,18 @@ def test_resolve_allowed_addresses_answers_vetted_addresses() -> None:
 
 @pytest.mark.parametrize(
     "url",
-    ["file:///etc/passwd", "ftp://example.com/a.png", "data:image/png;base64,AAAA", "javascript:alert(1)",
-     "gopher://example.com/", "//example.com/a.png", "example.com/a.png", "", "http://", "http://user:pw@example.com/"],
+    [
+        "file:///etc/passwd",
+        "ftp://example.com/a.png",
+        "data:image/png;base64,AAAA",
+        "javascript:alert(1)",
+        "gopher://example.com/",
+        "//example.com/a.png",
+        "example.com/a.png",
+        "",
+        "http://",
+        "http://user:pw@example.com/",
+    ],
 )
 def test_non_http_and_malformed_urls_are_refused(url: str, connections: ConnectionLog) -> None:
     assert _fetch_error(url, STRICT).code is FetchErrorCode.INVALID_URL
@@ -349,7 +355,10 @@ def test_check_public_url(url: str, allow_loopback: bool, code: FetchErrorCode |
 @pytest.mark.parametrize(
     ("url", "redacted"),
     [
-        ("https://acct.blob.core.windows.net/c/a.png?sv=2022&sig=SECRET", "https://acct.blob.core.windows.net/c/a.png?<redacted>"),
+        (
+            "https://acct.blob.core.windows.net/c/a.png?sv=2022&sig=SECRET",
+            "https://acct.blob.core.windows.net/c/a.png?<redacted>",
+        ),
         ("http://user:pw@example.com:8080/a.png#frag", "http://example.com:8080/a.png"),
         ("http://[2001:db8::1]/x", "http://[2001:db8::1]/x"),
         ("not a url at all \x00", "<invalid url>"),
