@@ -13,6 +13,7 @@ from azure.core import MatchConditions
 from azure.cosmos import ContainerProxy, DatabaseProxy
 from azure.cosmos.exceptions import (
     CosmosAccessConditionFailedError,
+    CosmosHttpResponseError,
     CosmosResourceExistsError,
     CosmosResourceNotFoundError,
 )
@@ -38,10 +39,7 @@ class CosmosJobStore:
         return list(self._jobs.query_items(query=query, parameters=parameters, enable_cross_partition_query=True))
 
     def _read(self, item_id: str, job_id: str) -> dict[str, Any] | None:
-        try:
-            return dict(self._jobs.read_item(item_id, partition_key=job_id))
-        except CosmosResourceNotFoundError:
-            return None
+        return point_read(self._jobs, item_id, job_id)
 
     # --- jobs ----------------------------------------------------------------------------------
     def create_job(self, job: JobDocument) -> None:
@@ -157,11 +155,22 @@ class CosmosJobStore:
         return True
 
     def get_tenant(self, tenant_id: str) -> TenantDocument | None:
-        try:
-            raw = self._tenants.read_item(tenant_id, partition_key=tenant_id)
-        except CosmosResourceNotFoundError:
+        raw = point_read(self._tenants, tenant_id, tenant_id)
+        return None if raw is None else TenantDocument.model_validate(raw)
+
+
+def point_read(container: ContainerProxy, item_id: str, partition_key: str) -> dict[str, Any] | None:
+    """The document, or None if there is none."""
+    try:
+        return dict(container.read_item(item_id, partition_key=partition_key))
+    except CosmosResourceNotFoundError:
+        return None
+    except CosmosHttpResponseError as exc:
+        # The local emulator answers a read in a partition that holds no document with a 500 ("Cannot read
+        # properties of undefined") instead of a 404. The real service never sends this message.
+        if "Cannot read properties of undefined" in str(exc.message):
             return None
-        return TenantDocument.model_validate(raw)
+        raise
 
 
 def _public(item: dict[str, Any]) -> dict[str, Any]:

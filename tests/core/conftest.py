@@ -1,0 +1,159 @@
+"""The whole app on the real local stack: the development Functions host running function_app.py against
+Azurite, the Cosmos emulator and the Service Bus emulator, with images served from 127.0.0.1."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from devstack.stack import ROOT, LocalStack, StackPorts, stop_pid
+from shared.adapters.blobs import BlobStore
+from shared.adapters.cosmos import make_cosmos_client, provision_local
+from shared.config import Settings
+from shared.services.context import AppContext
+from shared.services.tenants import create_tenant
+from tests.core.image_server import ImageServer, running_image_server
+
+# Small chunks and a fast timer so a test sees many chunks and quick roll-ups; a free-tier job may hold only one
+# session at a time, so the concurrency cap is below what the host could give it (and the test can fail).
+TEST_SETTINGS = {
+    "CHUNK_SIZE": "100",
+    "FETCH_ALLOW_LOOPBACK_FOR_TESTS": "true",
+    "FETCH_CONNECT_TIMEOUT_SECONDS": "2",
+    "FETCH_READ_TIMEOUT_SECONDS": "5",
+    "STATUS_TIMER_SCHEDULE": "*/1 * * * * *",
+    "TIER_JOB_CONCURRENCY": "new=2,enterprise=2,free=1",
+    "FUNCTIONS_WORKER_PROCESS_COUNT": "2",
+    "CALLBACK_MAX_ATTEMPTS": "3",
+}
+
+
+@dataclass
+class Api:
+    base_url: str
+
+    def call(
+        self, method: str, path: str, key: str | None = None, body: Any = None, raw: bytes | None = None
+    ) -> tuple[int, dict[str, str], Any]:
+        data = raw if raw is not None else (json.dumps(body).encode() if body is not None else None)
+        request = urllib.request.Request(f"{self.base_url}/api{path}", data=data, method=method)
+        request.add_header("Content-Type", "application/json")
+        if key:
+            request.add_header("Authorization", f"Bearer {key}")
+        try:
+            with urllib.request.urlopen(request, timeout=30) as response:
+                return response.status, dict(response.headers), json.loads(response.read() or b"null")
+        except urllib.error.HTTPError as error:
+            return error.code, dict(error.headers), json.loads(error.read() or b"null")
+
+    def wait_for_state(self, key: str, job_id: str, timeout: float = 120.0, terminal: bool = True) -> dict[str, Any]:
+        deadline = time.monotonic() + timeout
+        status: dict[str, Any] = {}
+        while time.monotonic() < deadline:
+            code, _, status = self.call("GET", f"/jobs/{job_id}", key)
+            assert code == 200, status
+            if status["state"] not in ("accepted", "running"):
+                return status
+            time.sleep(0.5)
+        raise AssertionError(f"job {job_id} did not finish in {timeout} s: {status}")
+
+    def workers(self) -> list[int]:
+        with urllib.request.urlopen(f"{self.base_url}/admin/host/workers", timeout=10) as response:
+            payload = json.loads(response.read())
+        entries = payload.get("workers", payload) if isinstance(payload, dict) else payload
+        return [int(w["pid"]) for w in entries if w.get("pid")]
+
+
+@pytest.fixture(scope="session")
+def app_settings(local_stack: LocalStack) -> dict[str, str]:
+    values = {**local_stack.settings_env(), **TEST_SETTINGS}
+    settings = Settings.from_env(values)
+    provision_local(make_cosmos_client(settings), settings)
+    BlobStore.from_settings(settings).provision_local()
+    return values
+
+
+@pytest.fixture(scope="session")
+def app_context(app_settings: dict[str, str]) -> AppContext:
+    return AppContext.from_settings(Settings.from_env(app_settings))
+
+
+@pytest.fixture(scope="session")
+def image_server() -> Iterator[ImageServer]:
+    with running_image_server() as server:
+        yield server
+
+
+@dataclass
+class HostProcess:
+    process: subprocess.Popen[bytes]
+    log: Path
+
+
+@pytest.fixture(scope="session")
+def app_host(app_settings: dict[str, str], tmp_path_factory: pytest.TempPathFactory) -> Iterator[Api]:
+    port = StackPorts.free().blob
+    log = Path(tmp_path_factory.mktemp("host")) / "host.log"
+    env = {k: v for k, v in os.environ.items() if not k.startswith("FUNCTIONS_")}
+    env.update(app_settings, PYTHONUNBUFFERED="1")
+    with log.open("ab") as out:
+        process = subprocess.Popen(
+            [sys.executable, "-m", "devstack.funchost", "--script-root", str(ROOT), "--port", str(port),
+             "--shutdown-grace", "3"],
+            cwd=ROOT, env=env, stdout=out, stderr=subprocess.STDOUT,
+        )  # fmt: skip
+    api = Api(f"http://127.0.0.1:{port}")
+    deadline = time.monotonic() + 90
+    try:
+        while "funchost ready" not in log.read_text(errors="replace"):
+            if process.poll() is not None or time.monotonic() > deadline:
+                raise RuntimeError(f"host did not start:\n{log.read_text(errors='replace')[-4000:]}")
+            time.sleep(0.1)
+        yield api
+    finally:
+        stop_pid(process.pid, grace=15, popen=process)
+        if os.environ.get("SHOW_HOST_LOG"):
+            print(log.read_text(errors="replace")[-20000:])
+
+
+@dataclass
+class ApiTenant:
+    tenant_id: str
+    key: str
+    callback_secret: str
+
+
+def _tenant(ctx: AppContext, tier: str) -> ApiTenant:
+    created = create_tenant(ctx.store, f"test-{tier}", tier)
+    return ApiTenant(created.tenant.tenant_id, created.api_key, created.tenant.callback_secret)
+
+
+@pytest.fixture(scope="session")
+def tenant_new(app_context: AppContext) -> ApiTenant:
+    return _tenant(app_context, "new")
+
+
+@pytest.fixture(scope="session")
+def tenant_enterprise(app_context: AppContext) -> ApiTenant:
+    return _tenant(app_context, "enterprise")
+
+
+@pytest.fixture(scope="session")
+def tenant_free(app_context: AppContext) -> ApiTenant:
+    return _tenant(app_context, "free")
+
+
+@pytest.fixture()
+def make_tenant(app_context: AppContext) -> Any:
+    return lambda tier: _tenant(app_context, tier)
