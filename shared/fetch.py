@@ -96,6 +96,10 @@ class FetchError(Exception):
         self.status = status
         self.url = url
 
+    def __reduce__(self) -> tuple[Any, ...]:
+        # Keeps the error intact across processes (pickle would otherwise call __init__ with the message only).
+        return (self.__class__, (self.code, self.message), {"status": self.status, "url": self.url})
+
     def __str__(self) -> str:
         where = f" ({self.url})" if self.url else ""
         return f"{self.code.value}: {self.message}{where}"

@@ -502,3 +502,19 @@ def _fetch_error_with(client: httpx.Client, url: str, policy: FetchPolicy) -> Fe
     with pytest.raises(FetchError) as info:
         fetch_image(url, policy, client=client)
     return info.value
+
+
+def test_tls_handshake_failure_is_a_connection_error(server: LocalServer, connections: ConnectionLog) -> None:
+    # https to a plain-HTTP server: the guard lets 127.0.0.1 through, the TLS handshake fails.
+    error = _fetch_error(f"https://127.0.0.1:{server.port}/image", LOOPBACK_OK)
+    assert error.code is FetchErrorCode.CONNECTION_ERROR
+    assert connections.hosts_connected() == {"127.0.0.1"}
+
+
+def test_fetch_error_survives_pickling() -> None:
+    import pickle
+
+    error = FetchError(FetchErrorCode.HTTP_ERROR, "HTTP 503", status=503, url="http://example.com/a.png?<redacted>")
+    copy = pickle.loads(pickle.dumps(error))
+    assert (copy.code, copy.message, copy.status, copy.url) == (error.code, error.message, 503, error.url)
+    assert str(copy) == str(error)
