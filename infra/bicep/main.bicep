@@ -78,6 +78,9 @@ param statusTimerSchedule string = '*/5 * * * * *'
 @description('Send OpenTelemetry traces and metrics to Application Insights (OTEL_ENABLED).')
 param otelEnabled bool = true
 
+@description('Accept only Entra ID (managed identity) telemetry in Application Insights. The Python exporter must then be given the identity as its credential.')
+param applicationInsightsDisableLocalAuth bool = true
+
 // --- data services -----------------------------------------------------------------------------------------------
 
 @description('Service Bus tier: Standard (pay per operation) or Premium (dedicated messaging units).')
@@ -305,7 +308,7 @@ module monitoring 'modules/monitoring.bicep' = {
     location: location
     tags: tags
     retentionInDays: logRetentionDays
-    disableLocalAuth: true
+    disableLocalAuth: applicationInsightsDisableLocalAuth
   }
 }
 

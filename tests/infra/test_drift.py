@@ -451,3 +451,19 @@ def test_funcignore_keeps_development_files_out() -> None:
 def test_main_is_the_only_entry_point() -> None:
     assert main_doc()["globals"]["scope"]["value"] == "subscription"
     assert Path(MAIN).parent == BICEP_DIR
+
+
+def test_trigger_connections_are_deployed() -> None:
+    """Every `connection="X"` a trigger or binding names resolves in Azure to X's identity-based settings."""
+    connections: set[str] = set()
+    for path in [*sorted((ROOT / "functions").rglob("*.py")), ROOT / "function_app.py"]:
+        if not path.is_file():
+            continue
+        for node in ast.walk(ast.parse(path.read_text(), filename=str(path))):
+            if isinstance(node, ast.keyword) and node.arg == "connection" and isinstance(node.value, ast.Constant):
+                connections.add(str(node.value.value))
+    settings = _bicep_app_settings()
+    for connection in connections:
+        identity_forms = {f"{connection}__fullyQualifiedNamespace", f"{connection}__accountName"}
+        assert identity_forms & set(settings), f"trigger connection {connection!r} has no identity-based settings"
+        assert f"{connection}__credential" in settings and f"{connection}__clientId" in settings, connection

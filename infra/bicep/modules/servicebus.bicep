@@ -52,7 +52,6 @@ resource namespace 'Microsoft.ServiceBus/namespaces@2024-01-01' = {
     disableLocalAuth: true
     minimumTlsVersion: '1.2'
     publicNetworkAccess: 'Enabled'
-    zoneRedundant: sku == 'Premium'
   }
 }
 
