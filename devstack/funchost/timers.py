@@ -22,7 +22,7 @@ from devstack.funchost.invoker import Invoker
 from devstack.funchost.payloads import TimerData
 
 log = logging.getLogger("funchost")
-_PAST_DUE_TOLERANCE = datetime.timedelta(seconds=1)
+_PAST_DUE_TOLERANCE = datetime.timedelta(seconds=0.5)
 
 
 def _utcnow() -> datetime.datetime:
