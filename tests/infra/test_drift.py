@@ -201,6 +201,20 @@ def test_deployed_values_are_valid_settings() -> None:
     assert not settings.fetch_allow_loopback
 
 
+# Deployed deliberately with a different value than the local example.
+CLOUD_VALUE_DIFFERS = {"OTEL_ENABLED": "telemetry goes to Application Insights in Azure; locally it is off"}
+
+
+def test_deployed_defaults_match_the_local_example() -> None:
+    """Tuning values are the same locally and in Azure unless listed in CLOUD_VALUE_DIFFERS."""
+    example = _example_settings()
+    for name, value in _bicep_app_settings().items():
+        literal = resolve(value, main_doc())
+        if name not in example or literal is RUNTIME or name in CLOUD_VALUE_DIFFERS:
+            continue
+        assert literal == example[name], f"{name}: Bicep deploys {literal!r}, the local example {example[name]!r}"
+
+
 def test_local_settings_example_lists_every_setting() -> None:
     example = set(_example_settings())
     read = Settings.env_names()
