@@ -74,6 +74,10 @@ def test_complete_on_success_abandon_on_exception_then_dead_letter(
     attempts = [event for event in _events(events, "start", "session_worker") if event["message_id"] == "bad-1"]
     counts = [event["delivery_count"] for event in attempts]
     assert len(counts) == 3 and counts == sorted(set(counts)), counts  # abandoned: the count rises each time
+    gaps = [later["t"] - earlier["t"] for earlier, later in itertools.pairwise(attempts)]
+    # Redelivered at once: not after the 5 s lock expired, nor after the 1 s sessionIdleTimeout released the
+    # session with the message still unsettled.
+    assert all(gap < 0.8 for gap in gaps), gaps
     good = [event for event in _events(events, "start", "session_worker") if event["message_id"] == "good-1"]
     assert len(good) == 1  # completed on success: never redelivered
     assert "Executed 'Functions.session_worker' (Failed" in host.log()
