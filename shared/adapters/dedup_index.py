@@ -1,0 +1,137 @@
+"""DuplicateIndexStore on Cosmos DB: the container `dedup`, partitioned by /tenantId.
+
+Documents (all in the tenant's partition):
+- `sha.{sha256}`: the first image seen with these bytes. Created with create_item: the service answers 409 to every
+  later or concurrent creator (CosmosResourceExistsError), which then reads the holder. No read-modify-write.
+- `img.{job}.{image}`: one document per image with its hashes, its pHash band values as separate fields
+  b0..b{n-1} (Cosmos indexes every path by default), and the matches confirmed for it. Nothing else is written, so
+  concurrent workers never contend for a document.
+Band candidates are one query of equality look-ups on the band fields, OR-ed (`c.b3 IN (@v1, @v2) OR ...`): index
+seeks on those keys, never a scan of the partition. This needs no GROUP BY, aggregate, OFFSET or batch, which the
+local emulator lacks (notes/local-emulators-facts.md). Queries set enable_cross_partition_query with a filter on the
+partition key (the emulator cannot page a query given partition_key=); the filter still routes them to one
+partition on the real service.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Iterator, Sequence
+from typing import Any
+from urllib.parse import quote
+
+from azure.cosmos import ContainerProxy, DatabaseProxy
+from azure.cosmos.exceptions import CosmosResourceExistsError
+
+from shared.dedup.models import ImageRef, IndexEntry, Match
+
+DEDUP_CONTAINER = "dedup"
+_MAX_ID_LENGTH = 255
+
+
+def _document_id(prefix: str, *parts: str) -> str:
+    """An id from arbitrary text: Cosmos ids may not contain / \\ ? # and are at most 255 characters."""
+    document_id = ".".join([prefix, *(quote(p, safe="") for p in parts)])
+    if len(document_id) > _MAX_ID_LENGTH:
+        document_id = f"{prefix}.h.{hashlib.sha256(document_id.encode()).hexdigest()}"
+    return document_id
+
+
+def _entry_document(tenant_id: str, entry: IndexEntry) -> dict[str, Any]:
+    document: dict[str, Any] = {
+        "id": _document_id("img", entry.ref.job_id, entry.ref.image_id),
+        "tenantId": tenant_id,
+        "kind": "image",
+        "jobId": entry.ref.job_id,
+        "imageId": entry.ref.image_id,
+        "sha256": entry.sha256,
+        "phash": entry.phash,
+        "dhash": entry.dhash,
+        "phashMirror": entry.phash_mirror,
+        "bandScheme": entry.band_scheme,
+        "bands": list(entry.bands),
+        "matched": bool(entry.matches),
+        "matches": [m.model_dump(mode="json") for m in entry.matches],
+    }
+    for band, value in enumerate(entry.bands):
+        document[f"b{band}"] = value
+    return document
+
+
+def _entry_from_document(document: dict[str, Any]) -> IndexEntry:
+    return IndexEntry(
+        ref=ImageRef(job_id=document["jobId"], image_id=document["imageId"]),
+        sha256=document["sha256"],
+        phash=document.get("phash"),
+        dhash=document.get("dhash"),
+        phash_mirror=document.get("phashMirror"),
+        bands=tuple(document.get("bands") or ()),
+        band_scheme=document.get("bandScheme"),
+        matches=[Match.model_validate(m) for m in document.get("matches") or ()],
+    )
+
+
+class CosmosDuplicateIndexStore:
+    def __init__(self, container: ContainerProxy) -> None:
+        self._container = container
+
+    @classmethod
+    def from_database(cls, database: DatabaseProxy) -> CosmosDuplicateIndexStore:
+        return cls(database.get_container_client(DEDUP_CONTAINER))
+
+    def claim_sha256(self, tenant_id: str, sha256: str, ref: ImageRef) -> ImageRef:
+        document_id = _document_id("sha", sha256)
+        try:
+            self._container.create_item(
+                {
+                    "id": document_id,
+                    "tenantId": tenant_id,
+                    "kind": "sha256",
+                    "jobId": ref.job_id,
+                    "imageId": ref.image_id,
+                }
+            )
+            return ref
+        except CosmosResourceExistsError:
+            holder = self._container.read_item(document_id, partition_key=tenant_id)
+            return ImageRef(job_id=holder["jobId"], image_id=holder["imageId"])
+
+    def put_entry(self, tenant_id: str, entry: IndexEntry) -> None:
+        self._container.upsert_item(_entry_document(tenant_id, entry))
+
+    def find_band_candidates(
+        self, tenant_id: str, band_scheme: str, probe: Sequence[frozenset[int]]
+    ) -> list[IndexEntry]:
+        parameters: list[dict[str, Any]] = [
+            {"name": "@tenant", "value": tenant_id},
+            {"name": "@scheme", "value": band_scheme},
+        ]
+        clauses = []
+        for band, values in enumerate(probe):
+            names = []
+            for position, value in enumerate(sorted(values)):
+                name = f"@b{band}_{position}"
+                parameters.append({"name": name, "value": value})
+                names.append(name)
+            if names:
+                clauses.append(f"c.b{band} IN ({', '.join(names)})")
+        if not clauses:
+            return []
+        query = (
+            "SELECT c.jobId, c.imageId, c.sha256, c.phash, c.dhash, c.phashMirror, c.bands, c.bandScheme "
+            "FROM c WHERE c.tenantId = @tenant AND c.kind = 'image' AND c.bandScheme = @scheme "
+            f"AND ({' OR '.join(clauses)})"
+        )
+        items = self._container.query_items(query, parameters=parameters, enable_cross_partition_query=True)
+        return [_entry_from_document(item) for item in items]
+
+    def job_entries(self, tenant_id: str, job_id: str, *, matched_only: bool = False) -> Iterator[IndexEntry]:
+        query = "SELECT * FROM c WHERE c.tenantId = @tenant AND c.kind = 'image' AND c.jobId = @job"
+        if matched_only:
+            query += " AND c.matched = true"
+        parameters: list[dict[str, Any]] = [
+            {"name": "@tenant", "value": tenant_id},
+            {"name": "@job", "value": job_id},
+        ]
+        for item in self._container.query_items(query, parameters=parameters, enable_cross_partition_query=True):
+            yield _entry_from_document(item)

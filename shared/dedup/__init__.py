@@ -1,0 +1,29 @@
+"""Exact and near-duplicate detection over a tenant's images: pure logic over a small store interface.
+
+`DuplicateService(store).register_image(...)`, `.duplicate_groups(...)`, `.reconcile_job(...)`; the Cosmos store is
+shared.adapters.dedup_index.CosmosDuplicateIndexStore. See docs/imaging.md.
+"""
+
+from shared.dedup.bands import BandScheme
+from shared.dedup.memory_store import InMemoryDuplicateIndexStore
+from shared.dedup.models import DuplicateGroup, DuplicateHit, DuplicatePair, ImageRef, IndexEntry, Match, MatchKind
+from shared.dedup.policy import NearDuplicatePolicy, NearMatch, PerceptualHashes
+from shared.dedup.service import DuplicateService
+from shared.dedup.store import DuplicateIndexStore
+
+__all__ = [
+    "BandScheme",
+    "DuplicateGroup",
+    "DuplicateHit",
+    "DuplicateIndexStore",
+    "DuplicatePair",
+    "DuplicateService",
+    "ImageRef",
+    "InMemoryDuplicateIndexStore",
+    "IndexEntry",
+    "Match",
+    "MatchKind",
+    "NearDuplicatePolicy",
+    "NearMatch",
+    "PerceptualHashes",
+]

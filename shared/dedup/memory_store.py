@@ -1,0 +1,56 @@
+"""An in-process DuplicateIndexStore: the reference behaviour the Cosmos store is tested against, and usable for
+single-process tools. Band keys are kept in a dict of sets, so look-ups are by key here too."""
+
+from __future__ import annotations
+
+import threading
+from collections import defaultdict
+from collections.abc import Iterator, Sequence
+
+from shared.dedup.models import ImageRef, IndexEntry
+
+
+class InMemoryDuplicateIndexStore:
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._sha: dict[tuple[str, str], ImageRef] = {}
+        self._entries: dict[tuple[str, ImageRef], IndexEntry] = {}
+        self._bands: dict[tuple[str, str, int, int], set[ImageRef]] = defaultdict(set)
+
+    def claim_sha256(self, tenant_id: str, sha256: str, ref: ImageRef) -> ImageRef:
+        with self._lock:
+            return self._sha.setdefault((tenant_id, sha256), ref)
+
+    def put_entry(self, tenant_id: str, entry: IndexEntry) -> None:
+        with self._lock:
+            previous = self._entries.get((tenant_id, entry.ref))
+            if previous is not None and previous.band_scheme is not None:
+                for band, value in enumerate(previous.bands):
+                    self._bands[(tenant_id, previous.band_scheme, band, value)].discard(entry.ref)
+            self._entries[(tenant_id, entry.ref)] = entry.model_copy(deep=True)
+            if entry.band_scheme is not None:
+                for band, value in enumerate(entry.bands):
+                    self._bands[(tenant_id, entry.band_scheme, band, value)].add(entry.ref)
+
+    def find_band_candidates(
+        self, tenant_id: str, band_scheme: str, probe: Sequence[frozenset[int]]
+    ) -> list[IndexEntry]:
+        with self._lock:
+            refs: set[ImageRef] = set()
+            for band, values in enumerate(probe):
+                for value in values:
+                    refs |= self._bands.get((tenant_id, band_scheme, band, value), set())
+            return [self._entries[(tenant_id, ref)].model_copy(deep=True) for ref in sorted(refs, key=_order)]
+
+    def job_entries(self, tenant_id: str, job_id: str, *, matched_only: bool = False) -> Iterator[IndexEntry]:
+        with self._lock:
+            entries = [
+                entry.model_copy(deep=True)
+                for (tenant, ref), entry in self._entries.items()
+                if tenant == tenant_id and ref.job_id == job_id and (entry.matches or not matched_only)
+            ]
+        yield from sorted(entries, key=lambda e: _order(e.ref))
+
+
+def _order(ref: ImageRef) -> tuple[str, str]:
+    return ref.job_id, ref.image_id

@@ -1,0 +1,145 @@
+"""The duplicate index as the chunk worker and the status timer use it.
+
+register_image (worker, per image): claims the SHA-256 (create-if-absent: exact duplicates), writes the image's
+entry with its pHash band values, then looks up candidates by band keys and confirms them on the full distances.
+Writing before looking up means that of two concurrent registrations of near duplicates at least one sees the other
+in a store that shows acknowledged writes (Cosmos within one region); reconcile_job (status timer, once a job is
+complete) repeats every look-up of the job with all writes settled, which makes the job's groups exact.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+
+from shared.dedup.bands import BandScheme
+from shared.dedup.hashes import parse_hash
+from shared.dedup.models import (
+    DuplicateGroup,
+    DuplicateHit,
+    DuplicatePair,
+    ImageRef,
+    IndexEntry,
+    Match,
+    MatchKind,
+)
+from shared.dedup.policy import NearDuplicatePolicy
+from shared.dedup.store import DuplicateIndexStore
+from shared.dedup.union_find import UnionFind
+
+
+class DuplicateService:
+    def __init__(self, store: DuplicateIndexStore, policy: NearDuplicatePolicy | None = None) -> None:
+        self._store = store
+        self._policy = policy or NearDuplicatePolicy()
+        self._scheme = BandScheme.for_max_distance(self._policy.max_phash_distance)
+
+    @property
+    def band_scheme(self) -> BandScheme:
+        return self._scheme
+
+    def register_image(
+        self,
+        tenant_id: str,
+        job_id: str,
+        image_id: str,
+        sha256: str,
+        phash: str | None = None,
+        dhash: str | None = None,
+        phash_mirror: str | None = None,
+    ) -> DuplicateHit:
+        ref = ImageRef(job_id=job_id, image_id=image_id)
+        holder = self._store.claim_sha256(tenant_id, sha256, ref)
+        exact_of = holder if holder != ref else None
+        entry = IndexEntry(ref=ref, sha256=sha256, phash=phash, dhash=dhash, phash_mirror=phash_mirror)
+        if phash is not None:
+            entry.bands = self._scheme.split(parse_hash(phash))
+            entry.band_scheme = self._scheme.name
+        if exact_of is not None:
+            entry.matches = [Match(ref=exact_of, kind=MatchKind.EXACT)]
+        self._store.put_entry(tenant_id, entry)  # first: so that concurrent registrations can find this one
+
+        near = self._confirmed_near_matches(tenant_id, entry)
+        if near:
+            entry.matches = _merge(entry.matches, near)
+            self._store.put_entry(tenant_id, entry)
+        return DuplicateHit(exact_of=exact_of, near=[m for m in entry.matches if m.kind is MatchKind.NEAR])
+
+    def duplicate_groups(self, tenant_id: str, job_id: str) -> list[DuplicateGroup]:
+        """The job's duplicate groups as recorded so far (exact once reconcile_job has run for the job)."""
+        return _groups(self._store.job_entries(tenant_id, job_id, matched_only=True))
+
+    def reconcile_job(self, tenant_id: str, job_id: str) -> list[DuplicateGroup]:
+        """Repeats every look-up of the job's images, records pairs a concurrent registration missed, and returns
+        the job's exact groups. Idempotent; one candidate look-up per image of the job."""
+        reconciled = []
+        for entry in list(self._store.job_entries(tenant_id, job_id)):
+            matches = _merge(entry.matches, self._confirmed_near_matches(tenant_id, entry))
+            if matches != entry.matches:
+                entry.matches = matches
+                self._store.put_entry(tenant_id, entry)
+            if entry.matches:
+                reconciled.append(entry)
+        return _groups(reconciled)
+
+    def _confirmed_near_matches(self, tenant_id: str, entry: IndexEntry) -> list[Match]:
+        hashes = entry.perceptual()
+        if hashes is None:
+            return []
+        probe = self._scheme.probe(hashes.phash, hashes.phash_mirror)
+        matches = []
+        for candidate in self._store.find_band_candidates(tenant_id, self._scheme.name, probe):
+            if candidate.ref == entry.ref:
+                continue
+            if candidate.sha256 == entry.sha256:
+                matches.append(Match(ref=candidate.ref, kind=MatchKind.EXACT))
+                continue
+            other = candidate.perceptual()
+            near = self._policy.compare(hashes, other) if other is not None else None
+            if near is not None:
+                matches.append(
+                    Match(
+                        ref=candidate.ref,
+                        kind=MatchKind.NEAR,
+                        phash_distance=near.phash_distance,
+                        dhash_distance=near.dhash_distance,
+                        mirrored=near.mirrored,
+                    )
+                )
+        return matches
+
+
+def _merge(existing: list[Match], found: list[Match]) -> list[Match]:
+    """One match per other image (an exact match wins over a near one), in a stable order."""
+    by_ref: dict[ImageRef, Match] = {}
+    for match in [*existing, *found]:
+        current = by_ref.get(match.ref)
+        if current is None or (match.kind is MatchKind.EXACT and current.kind is not MatchKind.EXACT):
+            by_ref[match.ref] = match
+    return sorted(by_ref.values(), key=lambda m: (m.ref.job_id, m.ref.image_id))
+
+
+def _groups(entries: Iterable[IndexEntry]) -> list[DuplicateGroup]:
+    sets: UnionFind[ImageRef] = UnionFind()
+    pairs: dict[tuple[ImageRef, ImageRef], DuplicatePair] = {}
+    for entry in entries:
+        for match in entry.matches:
+            sets.union(entry.ref, match.ref)
+            a, b = sorted((entry.ref, match.ref), key=lambda r: (r.job_id, r.image_id))
+            pair = DuplicatePair(
+                a=a, b=b, kind=match.kind, phash_distance=match.phash_distance, mirrored=match.mirrored
+            )
+            known = pairs.get((a, b))
+            if known is None or (pair.kind is MatchKind.EXACT and known.kind is not MatchKind.EXACT):
+                pairs[(a, b)] = pair
+    groups = []
+    for members in sets.groups():
+        if len(members) < 2:
+            continue
+        ordered = sorted(members, key=lambda r: (r.job_id, r.image_id))
+        member_set = set(ordered)
+        group_pairs = sorted(
+            (p for key, p in pairs.items() if key[0] in member_set),
+            key=lambda p: (p.a.job_id, p.a.image_id, p.b.job_id, p.b.image_id),
+        )
+        groups.append(DuplicateGroup(members=ordered, pairs=group_pairs))
+    return sorted(groups, key=lambda g: (g.members[0].job_id, g.members[0].image_id))
