@@ -11,13 +11,31 @@ import numpy as np
 from PIL import Image, ImageEnhance
 from skimage import data as samples
 
-PHOTO_NAMES = ("astronaut", "coffee", "chelsea", "rocket", "camera", "hubble_deep_field", "immunohistochemistry")
+# Photographs bundled in scikit-image's wheel (those needing a download are left out).
+PHOTO_NAMES = (
+    "astronaut",
+    "camera",
+    "chelsea",
+    "clock",
+    "coffee",
+    "coins",
+    "hubble_deep_field",
+    "immunohistochemistry",
+    "moon",
+    "retina",
+    "rocket",
+    "stereo_motorcycle",
+    "brick",
+    "gravel",
+)
 
 
 @cache
 def photo(name: str, long_side: int = 1200) -> Image.Image:
     """A sample photo as RGB, resized to the given long side, with mild sensor-like grain."""
     pixels = getattr(samples, name)()
+    if isinstance(pixels, tuple):  # stereo pairs: the left image
+        pixels = pixels[0]
     if pixels.ndim == 2:
         pixels = np.stack([pixels] * 3, axis=-1)
     image = Image.fromarray(np.ascontiguousarray(pixels[..., :3]))
