@@ -7,6 +7,7 @@ the Functions host does, and dispatches each invocation to a worker process.
 from __future__ import annotations
 
 import logging
+import os
 import threading
 from pathlib import Path
 from typing import Any
@@ -26,6 +27,11 @@ READY_MARKER = "funchost ready"
 HTTP_TRIGGER, TIMER_TRIGGER, SERVICE_BUS_TRIGGER = "httptrigger", "timertrigger", "servicebustrigger"
 # Bindings the host itself satisfies; anything else is reported as not supported by this host.
 _HANDLED_BINDINGS = {HTTP_TRIGGER, TIMER_TRIGGER, SERVICE_BUS_TRIGGER, "http"}
+
+
+def _is_disabled(function_name: str) -> bool:
+    """The platform's per-function switch: app setting ``AzureWebJobs.<name>.Disabled`` = true or 1."""
+    return os.environ.get(f"AzureWebJobs.{function_name}.Disabled", "").strip().lower() in ("true", "1")
 
 
 class FunctionsHost:
@@ -55,6 +61,9 @@ class FunctionsHost:
         invoker = Invoker(self._pool, self.config.function_timeout)
         routes = RouteTable()
         for function in self.functions:
+            if _is_disabled(function.name):
+                log.info("function %s is disabled (AzureWebJobs.%s.Disabled)", function.name, function.name)
+                continue
             self._warn_unsupported_bindings(function)
             trigger = function.trigger
             kind = function.trigger_type.lower()
@@ -133,8 +142,15 @@ class FunctionsHost:
             receiver.stop_receiving()
         if self._pool is not None:
             self._pool.stop(self._shutdown_grace)
-        for receiver in self._service_bus:
-            receiver.join(self._shutdown_grace)
+        # Each trigger's close waits out its pending receives; close them side by side, not one after another.
+        closers = [
+            threading.Thread(target=receiver.join, args=(self._shutdown_grace,), daemon=True)
+            for receiver in self._service_bus
+        ]
+        for closer in closers:
+            closer.start()
+        for closer in closers:
+            closer.join(self._shutdown_grace + 5)
         for timer in self._timers:
             timer.join(1.0)
         if self._http is not None:

@@ -56,9 +56,12 @@ def test_routes_params_body_status_and_errors(start_host: HostFactory) -> None:
     assert "from-file" not in host.log()  # setting values never reach the log
 
 
-def test_environment_wins_over_local_settings(start_host: HostFactory) -> None:
-    host = start_host({"SAMPLE_GREETING": "from-file"}, env={"SAMPLE_GREETING": "from-env"})
+def test_environment_wins_over_local_settings_and_functions_can_be_disabled(start_host: HostFactory) -> None:
+    host = start_host(
+        {"SAMPLE_GREETING": "from-file", "AzureWebJobs.boom.Disabled": "true"}, env={"SAMPLE_GREETING": "from-env"}
+    )
     assert call(f"{host.base_url}/api/setting")[2] == b"from-env"
+    assert call(f"{host.base_url}/api/boom")[0] == 404
 
 
 def test_slow_requests_do_not_block_each_other(start_host: HostFactory) -> None:
