@@ -10,7 +10,7 @@ import logging
 import os
 import threading
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from devstack.funchost.host_config import HostConfig, load_host_config
 from devstack.funchost.http_server import FunctionsHttpServer
@@ -20,6 +20,9 @@ from devstack.funchost.routing import RouteTable
 from devstack.funchost.settings import apply_local_settings, resolve_binding_expression
 from devstack.funchost.timers import Schedule, TimerTrigger
 from devstack.funchost.worker_pool import WorkerPool, worker_process_count
+
+if TYPE_CHECKING:
+    from devstack.funchost.servicebus_trigger import ServiceBusTrigger
 
 log = logging.getLogger("funchost")
 
@@ -46,7 +49,7 @@ class FunctionsHost:
         self._pool: WorkerPool | None = None
         self._http: FunctionsHttpServer | None = None
         self._timers: list[TimerTrigger] = []
-        self._service_bus: list[Any] = []
+        self._service_bus: list[ServiceBusTrigger] = []
 
     @property
     def port(self) -> int:
@@ -74,7 +77,7 @@ class FunctionsHost:
                 timer = TimerTrigger(function.name, schedule, bool(trigger.get("runOnStartup")), invoker, self.stopping)
                 self._timers.append(timer)
             elif kind == SERVICE_BUS_TRIGGER:
-                self._service_bus.append(self._service_bus_trigger(function, invoker))
+                self._add_service_bus_trigger(function, invoker)
             else:
                 log.warning("function %s: trigger %s is not supported by the development host", function.name, kind)
         self._http = FunctionsHttpServer(
@@ -95,11 +98,17 @@ class FunctionsHost:
             receiver.start()
         self._announce(routes)
 
-    def _service_bus_trigger(self, function: FunctionMetadata, invoker: Invoker) -> Any:
+    def _add_service_bus_trigger(self, function: FunctionMetadata, invoker: Invoker) -> None:
         # Imported here so that HTTP- and timer-only apps do not need the Service Bus SDK.
-        from devstack.funchost.servicebus_trigger import ServiceBusTrigger
+        from devstack.funchost.servicebus_trigger import ServiceBusTrigger, UnsupportedTriggerError
 
-        return ServiceBusTrigger(function, self.config.service_bus, invoker, self.stopping)
+        try:
+            trigger = ServiceBusTrigger(function, self.config.service_bus, invoker, self.stopping)
+        except UnsupportedTriggerError as error:
+            # Like the real host with a listener it cannot start: report it, run the other functions.
+            log.error("%s; the function will not run", error)
+            return
+        self._service_bus.append(trigger)
 
     def _warn_unsupported_bindings(self, function: FunctionMetadata) -> None:
         for binding in function.bindings:

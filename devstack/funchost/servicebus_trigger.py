@@ -48,6 +48,10 @@ RECEIVE_POLL = 1.0
 _ERROR_BACKOFF = 1.0
 
 
+class UnsupportedTriggerError(ValueError):
+    """A Service Bus trigger shape this host does not run (topics, batches)."""
+
+
 def _text(value: Any) -> Any:
     return value.decode("utf-8", "replace") if isinstance(value, bytes) else value
 
@@ -105,7 +109,9 @@ class ServiceBusTrigger:
         trigger = function.trigger
         self.function_name = function.name
         if "topicName" in trigger:
-            raise ValueError(f"function {function.name}: Service Bus topic triggers are not supported here")
+            raise UnsupportedTriggerError(f"function {function.name}: topic triggers are not supported by this host")
+        if str(trigger.get("cardinality", "one")).lower() == "many":
+            raise UnsupportedTriggerError(f"function {function.name}: cardinality=many is not supported by this host")
         self._queue_name = resolve_binding_expression(trigger["queueName"])
         self._connection_setting = trigger.get("connection") or "AzureWebJobsServiceBus"
         self._sessions = bool(trigger.get("isSessionsEnabled"))
