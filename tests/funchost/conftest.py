@@ -54,10 +54,14 @@ HostFactory = Callable[..., FunctionsHostProcess]
 
 @pytest.fixture
 def start_host(tmp_path: Path, servicebus_connection: str) -> Iterator[HostFactory]:
-    """start_host(settings=..., env=...) -> a running host; settings go to local.settings.json."""
+    """start_host(settings, env, host_json_changes) -> a running host; settings go to local.settings.json."""
     started: list[FunctionsHostProcess] = []
 
-    def start(settings: dict[str, str] | None = None, env: dict[str, str] | None = None) -> FunctionsHostProcess:
+    def start(
+        settings: dict[str, str] | None = None,
+        env: dict[str, str] | None = None,
+        host_json_changes: dict[str, Any] | None = None,
+    ) -> FunctionsHostProcess:
         values = {
             "ServiceBusConnection": servicebus_connection,
             "SESSION_QUEUE": "idle-sessions",
@@ -65,7 +69,7 @@ def start_host(tmp_path: Path, servicebus_connection: str) -> Iterator[HostFacto
             "SAMPLE_EVENTS_FILE": str(tmp_path / "events.jsonl"),
             **(settings or {}),
         }
-        root = prepare_script_root(tmp_path / f"app{len(started)}", values)
+        root = prepare_script_root(tmp_path / f"app{len(started)}", values, host_json_changes)
         host = FunctionsHostProcess(root, free_port(), env)
         started.append(host)
         host.start()

@@ -20,11 +20,14 @@ READY_MARKER = "funchost ready"
 NEVER = "0 0 0 1 1 *"
 
 
-def prepare_script_root(directory: Path, settings: dict[str, str]) -> Path:
-    """A copy of the sample app (function_app.py + host.json) with a local.settings.json of ``settings``."""
+def prepare_script_root(
+    directory: Path, settings: dict[str, str], host_json_changes: dict[str, Any] | None = None
+) -> Path:
+    """A copy of the sample app with a local.settings.json of ``settings`` and top-level host.json changes."""
     directory.mkdir(parents=True, exist_ok=True)
-    for name in ("function_app.py", "host.json"):
-        shutil.copy(SAMPLE_APP / name, directory / name)
+    shutil.copy(SAMPLE_APP / "function_app.py", directory / "function_app.py")
+    host_json = {**json.loads((SAMPLE_APP / "host.json").read_text()), **(host_json_changes or {})}
+    (directory / "host.json").write_text(json.dumps(host_json))
     values = {"FUNCTIONS_WORKER_RUNTIME": "python", "TICK_SCHEDULE": NEVER, **settings}
     (directory / "local.settings.json").write_text(json.dumps({"IsEncrypted": False, "Values": values}))
     return directory

@@ -9,7 +9,11 @@ import urllib.request
 import uuid
 from concurrent.futures import ThreadPoolExecutor
 
+import pytest
+
 from tests.funchost.conftest import HostFactory
+
+pytestmark = pytest.mark.slow  # each test runs real host (and emulator) processes
 
 
 def call(

@@ -7,9 +7,13 @@ from collections import defaultdict
 from pathlib import Path
 from typing import Any
 
+import pytest
+
 from tests.funchost.conftest import HostFactory
 from tests.funchost.host_process import read_events, wait_for
 from tests.funchost.servicebus_messages import receive_dead_letters, send
+
+pytestmark = pytest.mark.slow  # each test runs real host (and emulator) processes
 
 
 def _events(path: Path, kind: str, function: str) -> list[dict[str, Any]]:

@@ -6,8 +6,12 @@ import itertools
 from pathlib import Path
 from typing import Any
 
+import pytest
+
 from tests.funchost.conftest import HostFactory
 from tests.funchost.host_process import read_events, wait_for
+
+pytestmark = pytest.mark.slow  # each test runs real host (and emulator) processes
 
 
 def _starts(events: Path) -> list[dict[str, Any]]:

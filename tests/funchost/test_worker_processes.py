@@ -6,13 +6,18 @@ from __future__ import annotations
 import os
 import signal
 import time
+import urllib.error
+import urllib.request
 from pathlib import Path
 
+import pytest
 from azure.servicebus import NEXT_AVAILABLE_SESSION, ServiceBusClient
 
 from tests.funchost.conftest import HostFactory
 from tests.funchost.host_process import read_events, wait_for
 from tests.funchost.servicebus_messages import send
+
+pytestmark = pytest.mark.slow  # each test runs real host (and emulator) processes
 
 
 def test_killed_worker_is_restarted_and_its_message_redelivered(
@@ -56,6 +61,22 @@ def test_killed_worker_is_restarted_and_its_message_redelivered(
     log = host.log()
     assert "Executed 'Functions.plain_worker' (Failed" in log and "WorkerDiedError" in log
     assert "Executed 'Functions.plain_worker' (Succeeded" in log
+
+
+def test_function_timeout_fails_the_invocation_and_restarts_its_worker(start_host: HostFactory) -> None:
+    host = start_host(host_json_changes={"functionTimeout": "00:00:02"})
+    started = time.monotonic()
+    with pytest.raises(urllib.error.HTTPError) as failed:
+        urllib.request.urlopen(f"{host.base_url}/api/slow?seconds=20", timeout=30)
+    assert failed.value.code == 500
+    assert 1.5 < time.monotonic() - started < 6
+    assert "FunctionTimeoutError" in host.log()
+    workers = wait_for(
+        lambda: [w for w in host.get_json("/admin/host/workers") if w["ready"] and w["restarts"] == 1],
+        timeout=15,
+        message="the worker to be restarted",
+    )
+    assert len(workers) == 1
 
 
 def test_sigterm_finishes_short_invocations_and_abandons_long_ones(
