@@ -195,9 +195,9 @@ class ServiceBusTrigger:
                 try:
                     yield receiver
                 finally:
-                    renewer.close()
+                    renewer.close()  # before the link closes under it
         finally:
-            renewer.close()
+            renewer.close()  # also when the link never opened (closing twice is harmless)
 
     def _lock_renewal_failed(self, renewable: Any, error: Exception | None) -> None:
         what = getattr(renewable, "message_id", None) or f"session {getattr(renewable, 'session_id', '?')}"

@@ -100,7 +100,11 @@ def run_worker(script_root: str, connection: Connection) -> None:
     def run_and_reply(invocation: Invocation) -> None:
         result = runner.run(invocation)
         with send_lock:
-            connection.send(result)
+            try:
+                connection.send(result)
+            except (TypeError, ValueError, AttributeError) as error:  # pickling failed, e.g. an odd header value
+                failure = InvocationResult(invocation.invocation_id, False, error=f"result not sendable: {error!r}")
+                connection.send(failure)
 
     with ThreadPoolExecutor(max_workers=thread_pool_size(), thread_name_prefix="invocation") as pool:
         while True:
