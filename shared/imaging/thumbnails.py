@@ -55,8 +55,8 @@ def working_images(
     if first_size != source.size or decoded.box != full_box:
         # Bicubic for the one large step (about half the cost of Lanczos, still >= 46 dB against a full-decode
         # Lanczos resize), Lanczos for the cascade. reducing_gap: an integer box reduction first while the
-        # remaining factor stays >= 3.
-        first = source.resize(first_size, Image.Resampling.BICUBIC, box=decoded.box, reducing_gap=3.0)
+        # remaining factor stays >= 2.
+        first = source.resize(first_size, Image.Resampling.BICUBIC, box=decoded.box, reducing_gap=2.0)
     else:
         first = source
     first = to_srgb_rgb(first, icc_profile)
