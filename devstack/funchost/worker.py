@@ -89,6 +89,9 @@ def run_worker(script_root: str, connection: Connection) -> None:
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     signal.signal(signal.SIGTERM, signal.SIG_IGN)
     logging.basicConfig(level=logging.INFO, format="[worker %(process)d] %(levelname)s %(name)s: %(message)s")
+    # The real worker forwards the Azure SDKs' INFO records too (per-request and per-link lines); on a
+    # terminal they drown the app's own logs, so only their warnings are shown here.
+    logging.getLogger("azure").setLevel(logging.WARNING)
     try:
         runner = InvocationRunner(Path(script_root))
     except Exception as error:
