@@ -489,7 +489,8 @@ class Broker(Handler):
             return
         outcome = self._accept_messages(entity, data)
         if outcome is not None:
-            delivery.local.condition = Condition(outcome[0], outcome[1])
+            # The SDK reads the error's info field by position: send one, or it fails with IndexError and hangs.
+            delivery.local.condition = Condition(outcome[0], outcome[1], {symbol("entity"): entity.name})
             delivery.update(Delivery.REJECTED)
         else:
             delivery.update(Delivery.ACCEPTED)
@@ -529,7 +530,7 @@ class Broker(Handler):
             lost = ERROR_MESSAGE_LOCK_LOST
             if consumer is not None and consumer.session is not None:
                 lost = ERROR_SESSION_LOCK_LOST
-            delivery.local.condition = Condition(lost, "The lock on the message was lost.")
+            delivery.local.condition = Condition(lost, "The lock on the message was lost.", {symbol("lost"): True})
             delivery.update(Delivery.REJECTED)
             delivery.settle()
             return

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import signal
+import socket
 import sys
 from pathlib import Path
 from types import FrameType
@@ -36,7 +37,12 @@ def serve(config_path: str | Path, host: str, port: int, data_dir: str | Path, a
     store = Store(data_dir)
     broker = _StoppableBroker(queues, store)
     container = Container(broker)
-    container.listen(f"{host}:{port}")
+    acceptor = container.listen(f"{host}:{port}")
+    # Proton listens with a backlog of 10: with 50 clients connecting at once the kernel drops SYNs
+    # and the SDK gives up after its 1 s connect timeout. Listen again with the system's backlog.
+    listener = acceptor._selectable._delegate
+    if isinstance(listener, socket.socket):
+        listener.listen(socket.SOMAXCONN)
     admin: AdminServer | None = None
     if admin_port:
         admin = AdminServer(broker, host, admin_port, Path(data_dir))
