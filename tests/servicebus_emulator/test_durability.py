@@ -61,7 +61,7 @@ def _drain(emulator: EmulatorProcess, queue: str, count: int, timeout: float) ->
 
 def _assert_empty(emulator: EmulatorProcess, queue: str, wait: float = 1.0) -> None:
     with sb_client(emulator) as client, client.get_queue_receiver(queue) as receiver:
-        peeked = receiver.peek_messages(max_message_count=50)
+        peeked = receiver.peek_messages(max_message_count=50, sequence_number=1)
         assert peeked == [], f"{queue} should be empty, peek shows {[str(m.message_id) for m in peeked]}"
         extra = receiver.receive_messages(max_message_count=50, max_wait_time=wait)
         assert extra == [], f"{queue} should be empty, received {[str(m.message_id) for m in extra]}"
@@ -128,10 +128,10 @@ def test_clean_restart_keeps_messages_deliveries_sequence_numbers_dead_letters_s
         receiver.complete_message(by_id["plain-2"])
         in_flight_count = by_id["plain-3"].delivery_count
         with client.get_queue_receiver(QUEUE, sub_queue=ServiceBusSubQueue.DEAD_LETTER) as dlq:
-            dead_before = dlq.peek_messages(max_message_count=5)
+            dead_before = dlq.peek_messages(max_message_count=5, sequence_number=1)
             assert [m.message_id for m in dead_before] == ["plain-0"]
         # plain-3 stays locked (in flight) across the restart; plain-4 was never received.
-        peeked = receiver.peek_messages(max_message_count=20)
+        peeked = receiver.peek_messages(max_message_count=20, sequence_number=1)
         seqs_before.update({m.message_id: m.sequence_number for m in peeked})
         max_seq_before = max([*seqs_before.values(), far_seq, near_seq, cancel_seq])
 
@@ -152,7 +152,7 @@ def test_clean_restart_keeps_messages_deliveries_sequence_numbers_dead_letters_s
 
     with sb_client(emulator) as client:
         with client.get_queue_receiver(QUEUE) as receiver:
-            peeked = receiver.peek_messages(max_message_count=20)
+            peeked = receiver.peek_messages(max_message_count=20, sequence_number=1)
             peeked_ids = {str(m.message_id): m for m in peeked}
             # The completed message is gone; everything else is still there with its sequence number.
             assert "plain-2" not in peeked_ids
@@ -202,7 +202,7 @@ def test_clean_restart_keeps_messages_deliveries_sequence_numbers_dead_letters_s
             assert [m.message_id for m in fresh] == ["after-restart"]
             assert fresh[0].sequence_number > max_seq_before, "sequence number reused after restart"
             receiver.complete_message(fresh[0])
-            remaining = {str(m.message_id) for m in receiver.peek_messages(max_message_count=20)}
+            remaining = {str(m.message_id) for m in receiver.peek_messages(max_message_count=20, sequence_number=1)}
             assert remaining == {"sched-far"}, remaining
 
         srecv = _session_receiver(client, "s1", timeout=LOCK_SECONDS + 8)

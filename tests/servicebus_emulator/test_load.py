@@ -76,7 +76,7 @@ def test_50_clients_at_once_send_and_receive_every_message_exactly_once(emulator
             sender = client.get_queue_sender(QUEUE)
             receiver = client.get_queue_receiver(QUEUE, prefetch_count=0)
             sender.send_messages([ServiceBusMessage(f"c{i}m{j}", message_id=f"c{i}-m{j}") for j in range(per_client)])
-            receiver.peek_messages(max_message_count=1)  # opens the receiver's link too
+            receiver.peek_messages(max_message_count=1, sequence_number=1)  # opens the receiver's link too
             barrier.wait()  # all 50 connections are open with a sender and a receiver each
             while time.monotonic() < deadline:
                 with lock:
@@ -100,7 +100,7 @@ def test_50_clients_at_once_send_and_receive_every_message_exactly_once(emulator
     expected = {f"c{i}-m{j}" for i in range(n_clients) for j in range(per_client)}
     assert set(received) == expected, f"missing {sorted(expected - set(received))[:10]}"
     with sb_client(emulator) as client, client.get_queue_receiver(QUEUE) as receiver:
-        assert receiver.peek_messages(max_message_count=10) == []
+        assert receiver.peek_messages(max_message_count=10, sequence_number=1) == []
 
 
 def test_20_session_receivers_at_once_each_get_their_own_session(emulator: EmulatorProcess) -> None:
@@ -120,9 +120,7 @@ def test_20_session_receivers_at_once_each_get_their_own_session(emulator: Emula
     def worker(i: int) -> None:
         with (
             sb_client(emulator) as client,
-            client.get_queue_receiver(
-                SESSION_QUEUE, session_id=NEXT_AVAILABLE_SESSION, max_wait_time=20
-            ) as receiver,
+            client.get_queue_receiver(SESSION_QUEUE, session_id=NEXT_AVAILABLE_SESSION, max_wait_time=20) as receiver,
         ):
             session_id = receiver.session.session_id
             msgs = receive_n(receiver, per_session, timeout=20)
@@ -140,7 +138,7 @@ def test_20_session_receivers_at_once_each_get_their_own_session(emulator: Emula
     for sid, ids in by_session.items():
         assert ids == [f"{sid}-{j}" for j in range(per_session)], f"{sid}: {ids}"
     with sb_client(emulator) as client, client.get_queue_receiver(SESSION_QUEUE, session_id="sess-0") as r:
-        assert r.peek_messages(max_message_count=10) == []
+        assert r.peek_messages(max_message_count=10, sequence_number=1) == []
 
 
 # --- misbehaving clients -----------------------------------------------------------------------------
@@ -161,6 +159,9 @@ class RawAmqpClient:
         self.session = self.conn.session()
         self.session.open()
         self.eof = False
+
+    def has_output(self) -> bool:
+        return bool(self.transport.pending() > 0)
 
     def flush(self) -> None:
         pending = self.transport.pending()
@@ -243,13 +244,25 @@ def _mid_transfer_disconnects(port: int, queue: str) -> None:
         snd = raw.open_sender(queue)
         assert snd.state & Endpoint.REMOTE_ACTIVE, "broker refused a plain sender attach"
         msg = Message(id=f"partial-{reset}", body=os.urandom(200 * 1024), inferred=True)
-        dlv = snd.delivery(b"partial-tag")
+        snd.delivery(b"partial-tag")
         snd.send(msg.encode())
         snd.advance()
+        # Proton frames the transfer as we drain its output: write ~100 KB of it, then half a chunk.
+        written = 0
+        deadline = time.monotonic() + 10
+        while written < 100 * 1024:
+            assert time.monotonic() < deadline, f"broker stopped taking the transfer after {written} bytes"
+            pending = raw.transport.pending()
+            if pending <= 0:
+                raw.pump(raw.has_output, timeout=5)  # wait for the broker's window
+                continue
+            chunk = raw.transport.peek(pending) or b""
+            raw.sock.sendall(chunk)
+            raw.transport.pop(len(chunk))
+            written += len(chunk)
         pending = raw.transport.pending()
-        assert pending > 100 * 1024
-        raw.sock.sendall(raw.transport.peek(pending // 2) or b"")  # half the transfer, cut inside a frame
-        del dlv
+        assert pending > 0, "the whole message went out: not a mid-transfer disconnect"
+        raw.sock.sendall((raw.transport.peek(pending) or b"")[: max(1, pending // 2)])  # cut inside a frame
         raw.close(reset=reset)
 
 
