@@ -81,6 +81,10 @@ def apply_progress(
         for d in sorted(dead, key=lambda d: d.chunk)
     ]
     unresolved = {d.chunk for d in dead if not d.replayed and not bitmap_has(job.finished_chunks, d.chunk)}
+    replaying = {d.chunk for d in dead if d.replayed and not bitmap_has(job.finished_chunks, d.chunk)}
+    if job.state.terminal and replaying and job.state != JobState.CANCELLED:
+        # Dead-lettered chunks were re-sent: the job runs again until they are accounted for.
+        job.state, job.finished_at = JobState.RUNNING, None
 
     started = [c.started_at for c in in_progress]
     if job.started_at is None and (started or bitmap_count(job.finished_chunks)):

@@ -92,9 +92,14 @@ class MessageBus:
         for each and completes it only when `handle` returned (so a failure leaves it for the next run)."""
         handled = 0
         with self._client.get_queue_receiver(
-            queue, sub_queue=ServiceBusSubQueue.DEAD_LETTER, receive_mode=ServiceBusReceiveMode.PEEK_LOCK,
+            queue,
+            sub_queue=ServiceBusSubQueue.DEAD_LETTER,
+            receive_mode=ServiceBusReceiveMode.PEEK_LOCK,
             max_wait_time=1,
-        ) as receiver:  # fmt: skip
+        ) as receiver:
+            # A peek answers at once; receiving from an empty queue would wait out max_wait_time every tick.
+            if not receiver.peek_messages(max_message_count=1):
+                return 0
             while handled < max_messages:
                 batch = receiver.receive_messages(max_message_count=min(50, max_messages - handled), max_wait_time=1)
                 if not batch:

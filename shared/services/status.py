@@ -17,7 +17,7 @@ from pydantic import ValidationError
 
 from shared.adapters.servicebus import DeadLetter
 from shared.config import ALL_QUEUES, EXPAND_QUEUE, LANE_QUEUES
-from shared.models import ChunkMessage, DeadLetterDocument, ExpandMessage, JobDocument, JobState, utcnow
+from shared.models import CallbackStatus, ChunkMessage, DeadLetterDocument, ExpandMessage, JobDocument, JobState, utcnow
 from shared.services.context import AppContext
 from shared.services.imaging_step import job_duplicate_groups
 from shared.services.jobs import job_status
@@ -42,7 +42,16 @@ class RollUpReport:
 
 def roll_up_status(ctx: AppContext, now: datetime | None = None) -> RollUpReport:
     report = RollUpReport()
+    try:
+        depths = ctx.bus.queue_depths(ALL_QUEUES)
+    except Exception as exc:  # depths are an optimisation and a report; without them every queue is drained
+        log.warning("queue depths unavailable: %s", exc)
+        depths = {}
+    report.lane_depths = {q: vars(d) for q, d in depths.items() if q in LANE_QUEUES}
     for queue in ALL_QUEUES:
+        # Opening a dead-letter receiver costs a round trip or two: skip queues known to have no dead letters.
+        if queue in depths and depths[queue].dead_letter == 0:
+            continue
         report.dead_letters_moved += ctx.bus.drain_dead_letters(
             queue,
             lambda dead, q=queue: _record_dead_letter(ctx, q, dead),  # type: ignore[misc]
@@ -54,11 +63,6 @@ def roll_up_status(ctx: AppContext, now: datetime | None = None) -> RollUpReport
         except Exception:
             # One broken job must not stop the others; it is retried on the next tick.
             log.exception("job %s: roll-up failed", job_id)
-    try:
-        depths = ctx.bus.queue_depths(LANE_QUEUES)
-        report.lane_depths = {q: vars(d) for q, d in depths.items()}
-    except Exception as exc:  # depths are informative only
-        log.warning("lane depths unavailable: %s", exc)
     return report
 
 
@@ -117,9 +121,8 @@ def _roll_up_job(ctx: AppContext, job_id: str, now: datetime, report: RollUpRepo
         report.jobs_finished.append(job_id)
         if "dedup" in job.options.analyses and job.state != JobState.CANCELLED:
             job.duplicate_groups = job_duplicate_groups(ctx, job)
-        if job.callback_url:
-            job.callback.state = "pending"
-            job.callback.next_attempt_at = now
+        if job.callback_url:  # a job that ends again after a replay calls back again
+            job.callback = CallbackStatus(state="pending", next_attempt_at=now)
     if job.callback.state == "pending" and job.callback.next_attempt_at and job.callback.next_attempt_at <= now:
         report.callbacks_sent += _attempt_callback(ctx, job, now)
     job.active = not job.state.terminal or job.callback.state == "pending"
@@ -151,12 +154,12 @@ def _attempt_callback(ctx: AppContext, job: JobDocument, now: datetime) -> int:
     if outcome.delivered:
         job.callback.state, job.callback.last_error, job.callback.next_attempt_at = "delivered", None, None
         return 1
-    job.callback.last_error = outcome.error
+    job.callback.last_error = outcome.reason
     if job.callback.attempts >= ctx.settings.callback_max_attempts or not outcome.retryable:
         job.callback.state, job.callback.next_attempt_at = "failed", None
     else:
         job.callback.next_attempt_at = now + timedelta(seconds=next_attempt_delay(job.callback.attempts))
-    log.warning("job %s: callback attempt %d failed: %s", job.job_id, job.callback.attempts, outcome.error)
+    log.warning("job %s: callback attempt %d failed: %s", job.job_id, job.callback.attempts, outcome.reason)
     return 0
 
 

@@ -109,10 +109,22 @@ def app_host(app_settings: dict[str, str], tmp_path_factory: pytest.TempPathFact
     env.update(app_settings, PYTHONUNBUFFERED="1")
     with log.open("ab") as out:
         process = subprocess.Popen(
-            [sys.executable, "-m", "devstack.funchost", "--script-root", str(ROOT), "--port", str(port),
-             "--shutdown-grace", "3"],
-            cwd=ROOT, env=env, stdout=out, stderr=subprocess.STDOUT,
-        )  # fmt: skip
+            [
+                sys.executable,
+                "-m",
+                "devstack.funchost",
+                "--script-root",
+                str(ROOT),
+                "--port",
+                str(port),
+                "--shutdown-grace",
+                "3",
+            ],
+            cwd=ROOT,
+            env=env,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+        )
     api = Api(f"http://127.0.0.1:{port}")
     deadline = time.monotonic() + 90
     try:
