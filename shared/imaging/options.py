@@ -27,7 +27,7 @@ class ImagingOptions(BaseModel):
     thumbnail_formats: tuple[ThumbnailFormat, ...] = (ThumbnailFormat.JPEG, ThumbnailFormat.WEBP)
     jpeg_quality: int = Field(default=85, ge=1, le=100)
     webp_quality: int = Field(default=80, ge=1, le=100)
-    # libwebp effort 0..6: 0 costs a third of the default 4 at thumbnail sizes, for files ~15 % larger than 2.
+    # libwebp effort 0..6: 0 costs a third of the default 4 at thumbnail sizes, for files ~20 % larger than 2.
     webp_method: int = Field(default=0, ge=0, le=6)
     max_bytes: int = Field(default=50 * 1024 * 1024, ge=1)
     max_pixels: int = Field(default=100_000_000, ge=1)

@@ -136,3 +136,52 @@ def near_duplicate_variants(name: str) -> dict[str, bytes]:
         "crop_5": encode(original.crop((dx, dy, width - dx, height - dy)), "JPEG", quality=92),
         "mirror": encode(original.transpose(Image.Transpose.FLIP_LEFT_RIGHT), "JPEG", quality=92),
     }
+
+
+def adobe_rgb_like_icc_profile() -> bytes:
+    """A minimal ICC v2 RGB display profile (Adobe RGB (1998) primaries adapted to D50, gamma 2.2), built here
+    because no profile file ships with the installed packages."""
+
+    def s15f16(value: float) -> bytes:
+        return struct.pack(">i", round(value * 65536))
+
+    def xyz(x: float, y: float, z: float) -> bytes:
+        return b"XYZ \x00\x00\x00\x00" + s15f16(x) + s15f16(y) + s15f16(z)
+
+    text = b"Adobe-RGB-like test profile\x00"
+    description = (
+        b"desc\x00\x00\x00\x00" + struct.pack(">I", len(text)) + text + b"\x00" * 8 + b"\x00\x00\x00" + b"\x00" * 67
+    )
+    curve = b"curv\x00\x00\x00\x00" + struct.pack(">IH", 1, round(2.2 * 256)) + b"\x00\x00"
+    tags = [
+        (b"desc", description),
+        (b"wtpt", xyz(0.9642, 1.0, 0.8249)),
+        (b"rXYZ", xyz(0.6097, 0.3111, 0.0195)),
+        (b"gXYZ", xyz(0.2053, 0.6257, 0.0609)),
+        (b"bXYZ", xyz(0.1492, 0.0632, 0.7446)),
+        (b"rTRC", curve),
+        (b"gTRC", curve),
+        (b"bTRC", curve),
+    ]
+    offset = 128 + 4 + 12 * len(tags)
+    table, payload = b"", b""
+    for signature, body in tags:
+        body += b"\x00" * (-len(body) % 4)
+        table += signature + struct.pack(">II", offset + len(payload), len(body))
+        payload += body
+    size = offset + len(payload)
+    header = (
+        struct.pack(">I", size)
+        + b"\x00" * 4
+        + bytes([2, 0x10, 0, 0])
+        + b"mntrRGB XYZ "
+        + b"\x00" * 12
+        + b"acsp"
+        + b"\x00" * 24
+        + b"\x00" * 4
+        + xyz(0.9642, 1.0, 0.8249)[8:]
+        + b"\x00" * 4
+        + b"\x00" * 44
+    )
+    assert len(header) == 128, len(header)
+    return header + struct.pack(">I", len(tags)) + table + payload

@@ -63,3 +63,15 @@ def test_grayscale_and_progressive_jpeg() -> None:
     progressive = corpus.encode(corpus.photo("rocket", 900), "JPEG", progressive=True, quality=85)
     assert b"\xff\xc2" in progressive  # SOF2: progressive DCT
     assert _thumbnail_pixels(progressive).shape == (200, 300, 3)
+
+
+def test_embedded_non_srgb_icc_profile_is_converted_to_srgb() -> None:
+    source = Image.new("RGB", (400, 300), (200, 120, 40))
+    tagged = corpus.encode(source, "PNG", icc_profile=corpus.adobe_rgb_like_icc_profile())
+
+    untagged_pixel = _thumbnail_pixels(corpus.encode(source, "PNG"))[150, 150]
+    tagged_pixel = _thumbnail_pixels(tagged)[150, 150]
+
+    assert np.abs(untagged_pixel - (200, 120, 40)).max() <= 3
+    # littleCMS maps this Adobe-RGB orange to sRGB (224, 121, 25).
+    assert np.abs(tagged_pixel - (224, 121, 25)).max() <= 3, tagged_pixel
