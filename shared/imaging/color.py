@@ -62,8 +62,14 @@ def _transform_to_srgb(icc_profile: bytes, in_mode: str) -> ImageCms.ImageCmsTra
         description = (ImageCms.getProfileDescription(profile) or "").lower()
         if "srgb" in description:
             return None
+        # NOCACHE: the transform is shared by threads, and littleCMS's one-pixel cache is per transform.
         return ImageCms.buildTransform(
-            profile, _srgb_profile(), in_mode, "RGB", renderingIntent=ImageCms.Intent.PERCEPTUAL
+            profile,
+            _srgb_profile(),
+            in_mode,
+            "RGB",
+            renderingIntent=ImageCms.Intent.PERCEPTUAL,
+            flags=ImageCms.Flags.NOCACHE,
         )
     except (ImageCms.PyCMSError, OSError, ValueError, TypeError):
         return None
