@@ -128,25 +128,28 @@ def _init_worker(images: list[bytes]) -> None:
     cv2.setNumThreads(1)
 
 
-def _run_indices(args: tuple[str, list[int]]) -> int:
+def _run_indices(args: tuple[str, list[int]]) -> tuple[int, float]:
     name, indices = args
     run = PIPELINES[name]
+    start_cpu = time.process_time()
     for index in indices:
         run(_worker_images[index])
-    return len(indices)
+    return len(indices), time.process_time() - start_cpu
 
 
-def throughput(name: str, images: list[bytes], processes: int, rounds: int) -> float:
-    """Images per second with `processes` worker processes, each processing its share of the same images."""
+def throughput(name: str, images: list[bytes], processes: int, rounds: int) -> tuple[float, float]:
+    """Images per second (wall clock) with `processes` worker processes, each processing its share of the same
+    images, and the CPU ms the workers spent per image."""
     jobs = list(range(len(images))) * rounds
     shares = [jobs[i::processes] for i in range(processes)]
     context = multiprocessing.get_context("fork")
     with ProcessPoolExecutor(processes, mp_context=context, initializer=_init_worker, initargs=(images,)) as pool:
         list(pool.map(_run_indices, [(name, [0])] * processes))  # start and warm the workers
         start = time.perf_counter()
-        done = sum(pool.map(_run_indices, [(name, share) for share in shares]))
+        outcomes = list(pool.map(_run_indices, [(name, share) for share in shares]))
         elapsed = time.perf_counter() - start
-    return done / elapsed
+    done = sum(count for count, _ in outcomes)
+    return done / elapsed, sum(cpu for _, cpu in outcomes) * 1000 / done
 
 
 def subprocess_overhead_ms(images: Sequence[bytes]) -> tuple[float, float]:
@@ -198,24 +201,30 @@ def main(argv: Sequence[str] | None = None) -> int:
         for fmt in formats:
             cases.append((label, fmt, [encode(image, fmt) for image in originals]))
     print()
+    print("ms: median per image, wall clock / CPU time of the process. img/s: wall-clock throughput with 1 and 2")
+    print("worker processes. 2p/1p: measured throughput ratio / the ratio the CPU time allows (2 x CPU ms at 1p / at")
+    print("2p: what 2 idle cores give). load: 1-min load average after the case (other work on the machine).")
     header = (
-        f"{'case':<12}{'avg KB':>8}{'naive ms':>10}{'pipe ms':>9}{'pipe cpu':>9}{'speed-up':>9}"
-        f"{'naive img/s 1p/2p':>19}{'pipe img/s 1p/2p':>18}{'2p/1p':>7}{'load':>6}"
+        f"{'case':<11}{'KB':>6}{'naive ms':>14}{'pipeline ms':>14}{'speed-up':>14}"
+        f"{'naive img/s':>13}{'pipe img/s':>13}{'pipe 2p/1p':>13}{'load':>6}"
     )
     print(header)
     print("-" * len(header))
     for label, fmt, images in cases:
-        naive_ms, _ = per_image_ms(naive_pipeline, images, repeats)
+        naive_ms, naive_cpu_ms = per_image_ms(naive_pipeline, images, repeats)
         pipe_ms, pipe_cpu_ms = per_image_ms(pipeline, images, repeats)
         rounds = max(1, repeats)
-        naive_rates = [throughput("naive", images, p, rounds) for p in (1, 2)]
-        pipe_rates = [throughput("pipeline", images, p, rounds) for p in (1, 2)]
+        naive_runs = [throughput("naive", images, p, rounds) for p in (1, 2)]
+        pipe_runs = [throughput("pipeline", images, p, rounds) for p in (1, 2)]
         kb = statistics.mean(len(d) for d in images) / 1024
+        measured_scaling = pipe_runs[1][0] / pipe_runs[0][0]
+        cpu_scaling = 2 * pipe_runs[0][1] / pipe_runs[1][1]
         print(
-            f"{label + ' ' + fmt:<12}{kb:>8.0f}{naive_ms:>10.1f}{pipe_ms:>9.1f}{pipe_cpu_ms:>9.1f}"
-            f"{naive_ms / pipe_ms:>8.1f}x"
-            f"{naive_rates[0]:>10.1f} /{naive_rates[1]:>6.1f}{pipe_rates[0]:>10.1f} /{pipe_rates[1]:>6.1f}"
-            f"{pipe_rates[1] / pipe_rates[0]:>6.2f}x{os.getloadavg()[0]:>6.1f}",
+            f"{label + ' ' + fmt:<11}{kb:>6.0f}"
+            f"{naive_ms:>7.1f} /{naive_cpu_ms:>5.0f}{pipe_ms:>7.1f} /{pipe_cpu_ms:>5.1f}"
+            f"{naive_ms / pipe_ms:>6.1f}x /{naive_cpu_ms / pipe_cpu_ms:>5.1f}x"
+            f"{naive_runs[0][0]:>6.1f} /{naive_runs[1][0]:>5.1f}{pipe_runs[0][0]:>6.1f} /{pipe_runs[1][0]:>5.1f}"
+            f"{measured_scaling:>6.2f} /{cpu_scaling:>5.2f}{os.getloadavg()[0]:>6.1f}",
             flush=True,
         )
     if args.no_isolation:
