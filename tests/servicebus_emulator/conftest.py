@@ -1,7 +1,8 @@
 """One emulator process for the feature tests, on free ports with a temporary data directory.
 
 Every test gets queues of its own (named after the feature) so tests never see each other's messages.
-Lock durations are short and SDK retries are off, so failures surface in seconds, not minutes.
+Lock durations are short and SDK retries are off, so failures surface in seconds, not minutes. Senders run
+without the SDK's keep-alive thread (keep_alive=0): closing one otherwise waits for that thread to wake.
 """
 
 from __future__ import annotations
@@ -14,7 +15,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from azure.servicebus import ServiceBusClient
+from azure.servicebus import ServiceBusClient, ServiceBusSender
 
 from devstack.servicebus_emulator.launcher import connection_string, free_port, start_emulator
 
@@ -23,13 +24,34 @@ MAX_DELIVERY_COUNT = 3
 
 # Queues without sessions, one per feature test.
 PLAIN_QUEUES = (
-    "send-single", "send-batch", "receive-and-delete", "complete", "abandon", "defer", "dead-letter",
-    "lock-expiry", "renew-lock", "auto-renew", "max-delivery", "schedule", "peek", "properties",
-    "oversize", "counts", "async-plain", "admin-client", "garbage",
+    "send-single",
+    "send-batch",
+    "receive-and-delete",
+    "complete",
+    "abandon",
+    "defer",
+    "dead-letter",
+    "lock-expiry",
+    "renew-lock",
+    "auto-renew",
+    "max-delivery",
+    "schedule",
+    "peek",
+    "properties",
+    "oversize",
+    "counts",
+    "async-plain",
+    "admin-client",
+    "garbage",
 )
 SESSION_QUEUES = (
-    "session-next", "session-named", "session-expiry", "session-renew", "session-state",
-    "session-async", "session-auto-renew",
+    "session-next",
+    "session-named",
+    "session-expiry",
+    "session-renew",
+    "session-state",
+    "session-async",
+    "session-auto-renew",
 )
 
 
@@ -92,3 +114,32 @@ def sb_client(feature_emulator: RunningEmulator) -> Iterator[ServiceBusClient]:
     """A client that does not retry: the emulator answers at once or the test should fail."""
     with ServiceBusClient.from_connection_string(feature_emulator.connection_string, retry_total=0) as client:
         yield client
+
+
+class SenderCache:
+    """Senders kept open for the whole session: opening one costs the SDK about half a second."""
+
+    def __init__(self, client: ServiceBusClient) -> None:
+        self._client = client
+        self._senders: dict[str, ServiceBusSender] = {}
+
+    def __call__(self, queue: str) -> ServiceBusSender:
+        sender = self._senders.get(queue)
+        if sender is None:
+            sender = self._senders[queue] = self._client.get_queue_sender(queue, keep_alive=0)
+            sender.__enter__()
+        return sender
+
+    def close(self) -> None:
+        for sender in self._senders.values():
+            sender.close()
+
+
+@pytest.fixture(scope="session")
+def senders(feature_emulator: RunningEmulator) -> Iterator[SenderCache]:
+    with ServiceBusClient.from_connection_string(feature_emulator.connection_string, retry_total=0) as client:
+        cache = SenderCache(client)
+        try:
+            yield cache
+        finally:
+            cache.close()

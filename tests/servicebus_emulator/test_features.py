@@ -39,9 +39,10 @@ from azure.servicebus.management import ServiceBusAdministrationClient
 from proton import Condition, Delivery, Message
 from proton.utils import BlockingConnection
 
-from .conftest import LOCK_DURATION_S, MAX_DELIVERY_COUNT, RunningEmulator
+from .conftest import LOCK_DURATION_S, MAX_DELIVERY_COUNT, RunningEmulator, SenderCache
 
 WAIT = 1  # seconds a receive waits for messages that should already be there
+EMPTY_WAIT = 0.5  # seconds a receive waits to show that nothing is there
 
 
 def receive(client: ServiceBusClient, queue: str, count: int, **kwargs: Any) -> list[ServiceBusReceivedMessage]:
@@ -73,9 +74,9 @@ def counts(emulator: RunningEmulator) -> dict[str, dict[str, int]]:
 # --- sending and receiving ------------------------------------------------------------------------
 
 
-def test_send_single_and_receive_peek_lock(sb_client: ServiceBusClient) -> None:
-    with sb_client.get_queue_sender("send-single") as sender:
-        sender.send_messages(ServiceBusMessage("hello"))
+def test_send_single_and_receive_peek_lock(sb_client: ServiceBusClient, senders: SenderCache) -> None:
+    sender = senders("send-single")
+    sender.send_messages(ServiceBusMessage("hello"))
     with sb_client.get_queue_receiver("send-single") as receiver:
         [message] = drain(receiver, 1)
         assert str(message) == "hello"
@@ -87,13 +88,13 @@ def test_send_single_and_receive_peek_lock(sb_client: ServiceBusClient) -> None:
     assert receive(sb_client, "send-single", 1) == []
 
 
-def test_send_batch_keeps_order(sb_client: ServiceBusClient) -> None:
-    with sb_client.get_queue_sender("send-batch") as sender:
-        batch = sender.create_message_batch()
-        for index in range(20):
-            batch.add_message(ServiceBusMessage(f"batch-{index}"))
-        sender.send_messages(batch)
-        sender.send_messages([ServiceBusMessage(f"list-{index}") for index in range(5)])
+def test_send_batch_keeps_order(sb_client: ServiceBusClient, senders: SenderCache) -> None:
+    sender = senders("send-batch")
+    batch = sender.create_message_batch()
+    for index in range(20):
+        batch.add_message(ServiceBusMessage(f"batch-{index}"))
+    sender.send_messages(batch)
+    sender.send_messages([ServiceBusMessage(f"list-{index}") for index in range(5)])
     with sb_client.get_queue_receiver("send-batch") as receiver:
         messages = drain(receiver, 25)
         for message in messages:
@@ -103,9 +104,9 @@ def test_send_batch_keeps_order(sb_client: ServiceBusClient) -> None:
     assert [m.sequence_number for m in messages] == list(range(1, 26))
 
 
-def test_receive_and_delete_removes_at_once(sb_client: ServiceBusClient) -> None:
-    with sb_client.get_queue_sender("receive-and-delete") as sender:
-        sender.send_messages([ServiceBusMessage("a"), ServiceBusMessage("b")])
+def test_receive_and_delete_removes_at_once(sb_client: ServiceBusClient, senders: SenderCache) -> None:
+    sender = senders("receive-and-delete")
+    sender.send_messages([ServiceBusMessage("a"), ServiceBusMessage("b")])
     with sb_client.get_queue_receiver(
         "receive-and-delete", receive_mode=ServiceBusReceiveMode.RECEIVE_AND_DELETE
     ) as receiver:
@@ -114,25 +115,23 @@ def test_receive_and_delete_removes_at_once(sb_client: ServiceBusClient) -> None
         assert receiver.peek_messages(max_message_count=10) == []
 
 
-def test_complete_removes_message(sb_client: ServiceBusClient, feature_emulator: RunningEmulator) -> None:
-    with sb_client.get_queue_sender("complete") as sender:
-        sender.send_messages([ServiceBusMessage("keep"), ServiceBusMessage("done")])
+def test_complete_removes_message(
+    sb_client: ServiceBusClient, senders: SenderCache, feature_emulator: RunningEmulator
+) -> None:
+    senders("complete").send_messages([ServiceBusMessage("keep"), ServiceBusMessage("done")])
     with sb_client.get_queue_receiver("complete") as receiver:
         messages = drain(receiver, 2)
         receiver.complete_message(next(m for m in messages if str(m) == "done"))
-    # The unsettled one comes back once its lock expires; the completed one never does.
-    time.sleep(LOCK_DURATION_S + 0.5)
-    with sb_client.get_queue_receiver("complete") as receiver:
+        receiver.abandon_message(next(m for m in messages if str(m) == "keep"))
         again = drain(receiver, 2, rounds=2)
         assert [str(m) for m in again] == ["keep"]
-        assert again[0].delivery_count == 1
         receiver.complete_message(again[0])
     assert counts(feature_emulator)["complete"]["total"] == 0
 
 
-def test_abandon_redelivers_with_count_raised(sb_client: ServiceBusClient) -> None:
-    with sb_client.get_queue_sender("abandon") as sender:
-        sender.send_messages(ServiceBusMessage("retry me"))
+def test_abandon_redelivers_with_count_raised(sb_client: ServiceBusClient, senders: SenderCache) -> None:
+    sender = senders("abandon")
+    sender.send_messages(ServiceBusMessage("retry me"))
     with sb_client.get_queue_receiver("abandon") as receiver:
         [first] = drain(receiver, 1)
         receiver.abandon_message(first)
@@ -143,13 +142,15 @@ def test_abandon_redelivers_with_count_raised(sb_client: ServiceBusClient) -> No
         receiver.complete_message(second)
 
 
-def test_defer_and_receive_deferred(sb_client: ServiceBusClient, feature_emulator: RunningEmulator) -> None:
-    with sb_client.get_queue_sender("defer") as sender:
-        sender.send_messages(ServiceBusMessage("later"))
+def test_defer_and_receive_deferred(
+    sb_client: ServiceBusClient, senders: SenderCache, feature_emulator: RunningEmulator
+) -> None:
+    sender = senders("defer")
+    sender.send_messages(ServiceBusMessage("later"))
     with sb_client.get_queue_receiver("defer") as receiver:
         [message] = drain(receiver, 1)
         receiver.defer_message(message)
-        assert receiver.receive_messages(max_message_count=1, max_wait_time=WAIT) == []
+        assert receiver.receive_messages(max_message_count=1, max_wait_time=EMPTY_WAIT) == []
         assert counts(feature_emulator)["defer"]["deferred"] == 1
         assert message.sequence_number is not None
         [deferred] = receiver.receive_deferred_messages([message.sequence_number])
@@ -161,13 +162,13 @@ def test_defer_and_receive_deferred(sb_client: ServiceBusClient, feature_emulato
     assert counts(feature_emulator)["defer"]["total"] == 0
 
 
-def test_dead_letter_with_reason_and_read_subqueue(sb_client: ServiceBusClient) -> None:
-    with sb_client.get_queue_sender("dead-letter") as sender:
-        sender.send_messages(ServiceBusMessage("poison", application_properties={"kind": "test"}))
+def test_dead_letter_with_reason_and_read_subqueue(sb_client: ServiceBusClient, senders: SenderCache) -> None:
+    sender = senders("dead-letter")
+    sender.send_messages(ServiceBusMessage("poison", application_properties={"kind": "test"}))
     with sb_client.get_queue_receiver("dead-letter") as receiver:
         [message] = drain(receiver, 1)
         receiver.dead_letter_message(message, reason="BadImage", error_description="cannot decode")
-        assert receiver.receive_messages(max_message_count=1, max_wait_time=WAIT) == []
+        assert receiver.receive_messages(max_message_count=1, max_wait_time=EMPTY_WAIT) == []
     with sb_client.get_queue_receiver("dead-letter", sub_queue=ServiceBusSubQueue.DEAD_LETTER) as receiver:
         [dead] = drain(receiver, 1)
         assert str(dead) == "poison"
@@ -183,9 +184,9 @@ def test_dead_letter_with_reason_and_read_subqueue(sb_client: ServiceBusClient) 
 # --- locks ------------------------------------------------------------------------------------------
 
 
-def test_lock_expiry_loses_lock_and_redelivers(sb_client: ServiceBusClient) -> None:
-    with sb_client.get_queue_sender("lock-expiry") as sender:
-        sender.send_messages(ServiceBusMessage("slow"))
+def test_lock_expiry_loses_lock_and_redelivers(sb_client: ServiceBusClient, senders: SenderCache) -> None:
+    sender = senders("lock-expiry")
+    sender.send_messages(ServiceBusMessage("slow"))
     with sb_client.get_queue_receiver("lock-expiry") as receiver:
         [message] = drain(receiver, 1)
         time.sleep(LOCK_DURATION_S + 0.5)
@@ -197,10 +198,10 @@ def test_lock_expiry_loses_lock_and_redelivers(sb_client: ServiceBusClient) -> N
         receiver.complete_message(again)
 
 
-def test_settling_through_management_after_expiry_fails(sb_client: ServiceBusClient) -> None:
+def test_settling_through_management_after_expiry_fails(sb_client: ServiceBusClient, senders: SenderCache) -> None:
     """The broker itself refuses a stale lock token (not just the SDK's own clock check)."""
-    with sb_client.get_queue_sender("lock-expiry") as sender:
-        sender.send_messages(ServiceBusMessage("stale"))
+    sender = senders("lock-expiry")
+    sender.send_messages(ServiceBusMessage("stale"))
     with sb_client.get_queue_receiver("lock-expiry") as receiver:
         [message] = drain(receiver, 1)
         time.sleep(LOCK_DURATION_S + 0.5)
@@ -210,45 +211,45 @@ def test_settling_through_management_after_expiry_fails(sb_client: ServiceBusCli
         receiver.complete_message(again)
 
 
-def test_renew_message_lock_extends_it(sb_client: ServiceBusClient) -> None:
-    with sb_client.get_queue_sender("renew-lock") as sender:
-        sender.send_messages(ServiceBusMessage("long job"))
+def test_renew_message_lock_extends_it(sb_client: ServiceBusClient, senders: SenderCache) -> None:
+    sender = senders("renew-lock")
+    sender.send_messages(ServiceBusMessage("long job"))
     with sb_client.get_queue_receiver("renew-lock") as receiver:
         [message] = drain(receiver, 1)
         first_until = message.locked_until_utc
         assert first_until is not None
-        for _ in range(3):
+        for _ in range(2):
             time.sleep(LOCK_DURATION_S * 0.6)
             renewed = receiver.renew_message_lock(message)
         assert renewed > first_until + timedelta(seconds=LOCK_DURATION_S)
         receiver.complete_message(message)  # would fail had the lock expired
-        assert receiver.receive_messages(max_message_count=1, max_wait_time=WAIT) == []
+        assert receiver.receive_messages(max_message_count=1, max_wait_time=EMPTY_WAIT) == []
 
 
-def test_auto_lock_renewer_keeps_the_lock(sb_client: ServiceBusClient) -> None:
-    with sb_client.get_queue_sender("auto-renew") as sender:
-        sender.send_messages(ServiceBusMessage("renew me"))
+def test_auto_lock_renewer_keeps_the_lock(sb_client: ServiceBusClient, senders: SenderCache) -> None:
+    sender = senders("auto-renew")
+    sender.send_messages(ServiceBusMessage("renew me"))
     renewer = AutoLockRenewer(max_lock_renewal_duration=30)
     try:
         with sb_client.get_queue_receiver("auto-renew") as receiver:
             [message] = drain(receiver, 1)
             renewer.register(receiver, message)
-            time.sleep(LOCK_DURATION_S * 2.5)
+            time.sleep(LOCK_DURATION_S * 1.6)
             receiver.complete_message(message)
     finally:
         renewer.close()
     assert receive(sb_client, "auto-renew", 1) == []
 
 
-def test_max_delivery_count_dead_letters(sb_client: ServiceBusClient) -> None:
-    with sb_client.get_queue_sender("max-delivery") as sender:
-        sender.send_messages(ServiceBusMessage("always fails"))
+def test_max_delivery_count_dead_letters(sb_client: ServiceBusClient, senders: SenderCache) -> None:
+    sender = senders("max-delivery")
+    sender.send_messages(ServiceBusMessage("always fails"))
     with sb_client.get_queue_receiver("max-delivery") as receiver:
         for attempt in range(MAX_DELIVERY_COUNT):
             [message] = drain(receiver, 1)
             assert message.delivery_count == attempt
             receiver.abandon_message(message)
-        assert receiver.receive_messages(max_message_count=1, max_wait_time=WAIT) == []
+        assert receiver.receive_messages(max_message_count=1, max_wait_time=EMPTY_WAIT) == []
     with sb_client.get_queue_receiver("max-delivery", sub_queue=ServiceBusSubQueue.DEAD_LETTER) as receiver:
         [dead] = drain(receiver, 1)
         assert str(dead) == "always fails"
@@ -259,10 +260,10 @@ def test_max_delivery_count_dead_letters(sb_client: ServiceBusClient) -> None:
 # --- time: TTL and scheduling ----------------------------------------------------------------------
 
 
-def test_ttl_expiry_dead_letters_where_configured(sb_client: ServiceBusClient) -> None:
-    with sb_client.get_queue_sender("ttl-dead-letter") as sender:
-        sender.send_messages(ServiceBusMessage("short-lived", time_to_live=timedelta(seconds=1)))
-        sender.send_messages(ServiceBusMessage("long-lived"))
+def test_ttl_expiry_dead_letters_where_configured(sb_client: ServiceBusClient, senders: SenderCache) -> None:
+    sender = senders("ttl-dead-letter")
+    sender.send_messages(ServiceBusMessage("short-lived", time_to_live=timedelta(seconds=1)))
+    sender.send_messages(ServiceBusMessage("long-lived"))
     time.sleep(1.5)
     with sb_client.get_queue_receiver("ttl-dead-letter") as receiver:
         live = drain(receiver, 2, rounds=2)
@@ -276,23 +277,29 @@ def test_ttl_expiry_dead_letters_where_configured(sb_client: ServiceBusClient) -
 
 
 def test_ttl_expiry_drops_without_dead_lettering(
-    sb_client: ServiceBusClient, feature_emulator: RunningEmulator
+    sb_client: ServiceBusClient, senders: SenderCache, feature_emulator: RunningEmulator
 ) -> None:
-    with sb_client.get_queue_sender("ttl-drop") as sender:
-        sender.send_messages(ServiceBusMessage("gone", time_to_live=timedelta(seconds=1)))
+    sender = senders("ttl-drop")
+    sender.send_messages(ServiceBusMessage("gone", time_to_live=timedelta(seconds=1)))
     assert counts(feature_emulator)["ttl-drop"]["active"] == 1
     time.sleep(1.5)
     assert receive(sb_client, "ttl-drop", 1) == []
     assert counts(feature_emulator)["ttl-drop"] == {
-        "active": 0, "scheduled": 0, "deferred": 0, "deadLetter": 0, "total": 0
+        "active": 0,
+        "scheduled": 0,
+        "deferred": 0,
+        "deadLetter": 0,
+        "total": 0,
     }
 
 
-def test_schedule_and_cancel(sb_client: ServiceBusClient, feature_emulator: RunningEmulator) -> None:
-    due = datetime.now(UTC) + timedelta(seconds=4)  # opening links takes the SDK about half a second each
-    with sb_client.get_queue_sender("schedule") as sender:
-        kept, cancelled = sender.schedule_messages([ServiceBusMessage("kept"), ServiceBusMessage("cancelled")], due)
-        sender.cancel_scheduled_messages(cancelled)
+def test_schedule_and_cancel(
+    sb_client: ServiceBusClient, senders: SenderCache, feature_emulator: RunningEmulator
+) -> None:
+    due = datetime.now(UTC) + timedelta(seconds=2.5)  # opening a link takes the SDK about half a second
+    sender = senders("schedule")
+    kept, cancelled = sender.schedule_messages([ServiceBusMessage("kept"), ServiceBusMessage("cancelled")], due)
+    sender.cancel_scheduled_messages(cancelled)
     assert counts(feature_emulator)["schedule"]["scheduled"] == 1
     with sb_client.get_queue_receiver("schedule") as receiver:
         [peeked] = receiver.peek_messages(max_message_count=5)
@@ -310,9 +317,9 @@ def test_schedule_and_cancel(sb_client: ServiceBusClient, feature_emulator: Runn
         receiver.complete_message(messages[0])
 
 
-def test_peek_does_not_lock_or_count(sb_client: ServiceBusClient) -> None:
-    with sb_client.get_queue_sender("peek") as sender:
-        sender.send_messages([ServiceBusMessage(f"p{i}") for i in range(3)])
+def test_peek_does_not_lock_or_count(sb_client: ServiceBusClient, senders: SenderCache) -> None:
+    sender = senders("peek")
+    sender.send_messages([ServiceBusMessage(f"p{i}") for i in range(3)])
     with sb_client.get_queue_receiver("peek") as receiver:
         peeked = receiver.peek_messages(max_message_count=10)
         assert [str(m) for m in peeked] == ["p0", "p1", "p2"]
@@ -328,10 +335,12 @@ def test_peek_does_not_lock_or_count(sb_client: ServiceBusClient) -> None:
 # --- sessions ----------------------------------------------------------------------------------------
 
 
-def test_next_available_session_takes_a_session_with_messages(sb_client: ServiceBusClient) -> None:
-    with sb_client.get_queue_sender("session-next") as sender:
-        sender.send_messages([ServiceBusMessage(f"a{i}", session_id="job-a") for i in range(3)])
-        sender.send_messages([ServiceBusMessage("b0", session_id="job-b")])
+def test_next_available_session_takes_a_session_with_messages(
+    sb_client: ServiceBusClient, senders: SenderCache
+) -> None:
+    sender = senders("session-next")
+    sender.send_messages([ServiceBusMessage(f"a{i}", session_id="job-a") for i in range(3)])
+    sender.send_messages([ServiceBusMessage("b0", session_id="job-b")])
     seen: dict[str, list[str]] = {}
     for _ in range(2):
         with sb_client.get_queue_receiver(
@@ -345,16 +354,17 @@ def test_next_available_session_takes_a_session_with_messages(sb_client: Service
                 receiver.complete_message(message)
     assert seen == {"job-a": ["a0", "a1", "a2"], "job-b": ["b0"]}
     started = time.monotonic()
-    with pytest.raises(OperationTimeoutError), sb_client.get_queue_receiver(
-        "session-next", session_id=NEXT_AVAILABLE_SESSION, max_wait_time=1
-    ) as receiver:
+    with (
+        pytest.raises(OperationTimeoutError),
+        sb_client.get_queue_receiver("session-next", session_id=NEXT_AVAILABLE_SESSION, max_wait_time=1) as receiver,
+    ):
         receiver.receive_messages(max_wait_time=1)
     assert time.monotonic() - started < 5
 
 
-def test_named_session_receives_only_its_messages(sb_client: ServiceBusClient) -> None:
-    with sb_client.get_queue_sender("session-named") as sender:
-        sender.send_messages([ServiceBusMessage("mine", session_id="s1"), ServiceBusMessage("other", session_id="s2")])
+def test_named_session_receives_only_its_messages(sb_client: ServiceBusClient, senders: SenderCache) -> None:
+    sender = senders("session-named")
+    sender.send_messages([ServiceBusMessage("mine", session_id="s1"), ServiceBusMessage("other", session_id="s2")])
     with sb_client.get_queue_receiver("session-named", session_id="s2") as receiver:
         assert receiver.session.locked_until_utc is not None
         messages = drain(receiver, 2, rounds=2)
@@ -365,18 +375,22 @@ def test_named_session_receives_only_its_messages(sb_client: ServiceBusClient) -
         receiver.complete_message(message)
 
 
-def test_session_lock_is_exclusive(sb_client: ServiceBusClient) -> None:
-    with sb_client.get_queue_sender("session-exclusive") as sender:
-        sender.send_messages(ServiceBusMessage("x", session_id="only"))
+def test_session_lock_is_exclusive(sb_client: ServiceBusClient, senders: SenderCache) -> None:
+    sender = senders("session-exclusive")
+    sender.send_messages(ServiceBusMessage("x", session_id="only"))
     with sb_client.get_queue_receiver("session-exclusive", session_id="only") as holder:
-        with pytest.raises(SessionCannotBeLockedError), sb_client.get_queue_receiver(
-            "session-exclusive", session_id="only"
-        ) as intruder:
+        with (
+            pytest.raises(SessionCannotBeLockedError),
+            sb_client.get_queue_receiver("session-exclusive", session_id="only") as intruder,
+        ):
             intruder.receive_messages(max_wait_time=WAIT)
         # Next-available must not hand out a session someone holds either.
-        with pytest.raises(OperationTimeoutError), sb_client.get_queue_receiver(
-            "session-exclusive", session_id=NEXT_AVAILABLE_SESSION, max_wait_time=1
-        ) as other:
+        with (
+            pytest.raises(OperationTimeoutError),
+            sb_client.get_queue_receiver(
+                "session-exclusive", session_id=NEXT_AVAILABLE_SESSION, max_wait_time=1
+            ) as other,
+        ):
             other.receive_messages(max_wait_time=1)
         [message] = drain(holder, 1)
         holder.complete_message(message)
@@ -385,9 +399,9 @@ def test_session_lock_is_exclusive(sb_client: ServiceBusClient) -> None:
         assert again.receive_messages(max_wait_time=0.5) == []
 
 
-def test_session_lock_expiry_releases_session_and_messages(sb_client: ServiceBusClient) -> None:
-    with sb_client.get_queue_sender("session-expiry") as sender:
-        sender.send_messages(ServiceBusMessage("held", session_id="exp"))
+def test_session_lock_expiry_releases_session_and_messages(sb_client: ServiceBusClient, senders: SenderCache) -> None:
+    sender = senders("session-expiry")
+    sender.send_messages(ServiceBusMessage("held", session_id="exp"))
     with sb_client.get_queue_receiver("session-expiry", session_id="exp") as receiver:
         [message] = drain(receiver, 1)
         time.sleep(LOCK_DURATION_S + 0.5)
@@ -401,29 +415,29 @@ def test_session_lock_expiry_releases_session_and_messages(sb_client: ServiceBus
         r.complete_message(again)
 
 
-def test_renew_session_lock(sb_client: ServiceBusClient) -> None:
-    with sb_client.get_queue_sender("session-renew") as sender:
-        sender.send_messages(ServiceBusMessage("keep", session_id="r"))
+def test_renew_session_lock(sb_client: ServiceBusClient, senders: SenderCache) -> None:
+    sender = senders("session-renew")
+    sender.send_messages(ServiceBusMessage("keep", session_id="r"))
     with sb_client.get_queue_receiver("session-renew", session_id="r") as receiver:
         [message] = drain(receiver, 1)
         first = receiver.session.locked_until_utc
         assert first is not None
-        for _ in range(3):
+        for _ in range(2):
             time.sleep(LOCK_DURATION_S * 0.6)
             renewed = receiver.session.renew_lock()
         assert renewed > first + timedelta(seconds=LOCK_DURATION_S)
         receiver.complete_message(message)
 
 
-def test_auto_lock_renewer_keeps_a_session(sb_client: ServiceBusClient) -> None:
-    with sb_client.get_queue_sender("session-auto-renew") as sender:
-        sender.send_messages(ServiceBusMessage("long", session_id="auto"))
+def test_auto_lock_renewer_keeps_a_session(sb_client: ServiceBusClient, senders: SenderCache) -> None:
+    sender = senders("session-auto-renew")
+    sender.send_messages(ServiceBusMessage("long", session_id="auto"))
     renewer = AutoLockRenewer(max_lock_renewal_duration=30)
     try:
         with sb_client.get_queue_receiver("session-auto-renew", session_id="auto") as receiver:
             renewer.register(receiver, receiver.session)
             [message] = drain(receiver, 1)
-            time.sleep(LOCK_DURATION_S * 2.5)
+            time.sleep(LOCK_DURATION_S * 1.6)
             receiver.complete_message(message)
     finally:
         renewer.close()
@@ -456,7 +470,7 @@ def test_missing_queue_fails_at_once(feature_emulator: RunningEmulator) -> None:
         assert time.monotonic() - started < 5
 
 
-def test_message_properties_round_trip(sb_client: ServiceBusClient) -> None:
+def test_message_properties_round_trip(sb_client: ServiceBusClient, senders: SenderCache) -> None:
     scheduled = datetime.now(UTC) + timedelta(milliseconds=300)
     sent = ServiceBusMessage(
         b"\x00\x01binary body",
@@ -470,8 +484,8 @@ def test_message_properties_round_trip(sb_client: ServiceBusClient) -> None:
         time_to_live=timedelta(minutes=5),
         scheduled_enqueue_time_utc=scheduled,
     )
-    with sb_client.get_queue_sender("properties") as sender:
-        sender.send_messages(sent)
+    sender = senders("properties")
+    sender.send_messages(sent)
     time.sleep(0.5)
     with sb_client.get_queue_receiver("properties") as receiver:
         [received] = drain(receiver, 1)
@@ -491,13 +505,15 @@ def test_message_properties_round_trip(sb_client: ServiceBusClient) -> None:
     assert received.expires_at_utc - received.enqueued_time_utc == timedelta(minutes=5)
 
 
-def test_duplicate_message_id_is_dropped(sb_client: ServiceBusClient, feature_emulator: RunningEmulator) -> None:
-    with sb_client.get_queue_sender("duplicates") as sender:
-        sender.send_messages(ServiceBusMessage("first", message_id="job-1.0"))
-        sender.send_messages(ServiceBusMessage("second", message_id="job-1.0"))
-        sender.send_messages(
-            [ServiceBusMessage("third", message_id="job-1.1"), ServiceBusMessage("x", message_id="job-1.1")]
-        )
+def test_duplicate_message_id_is_dropped(
+    sb_client: ServiceBusClient, senders: SenderCache, feature_emulator: RunningEmulator
+) -> None:
+    sender = senders("duplicates")
+    sender.send_messages(ServiceBusMessage("first", message_id="job-1.0"))
+    sender.send_messages(ServiceBusMessage("second", message_id="job-1.0"))
+    sender.send_messages(
+        [ServiceBusMessage("third", message_id="job-1.1"), ServiceBusMessage("x", message_id="job-1.1")]
+    )
     assert counts(feature_emulator)["duplicates"]["active"] == 2
     with sb_client.get_queue_receiver("duplicates") as receiver:
         messages = drain(receiver, 3, rounds=2)
@@ -506,21 +522,22 @@ def test_duplicate_message_id_is_dropped(sb_client: ServiceBusClient, feature_em
             receiver.complete_message(message)
 
 
-def test_oversize_message_refused_by_sdk(sb_client: ServiceBusClient) -> None:
-    with sb_client.get_queue_sender("oversize") as sender:
-        with pytest.raises(MessageSizeExceededError):
-            sender.send_messages(ServiceBusMessage(b"x" * (300 * 1024)))
-        sender.send_messages(ServiceBusMessage("small"))  # the link is still good
+def test_oversize_message_refused_by_sdk(sb_client: ServiceBusClient, senders: SenderCache) -> None:
+    sender = senders("oversize")
+    with pytest.raises(MessageSizeExceededError):
+        sender.send_messages(ServiceBusMessage(b"x" * (300 * 1024)))
+    sender.send_messages(ServiceBusMessage("small"))  # the link is still good
     [message] = receive(sb_client, "oversize", 1, receive_mode=ServiceBusReceiveMode.RECEIVE_AND_DELETE)
     assert str(message) == "small"
 
 
 def test_oversize_message_gets_an_error_from_the_broker(
-    sb_client: ServiceBusClient, feature_emulator: RunningEmulator
+    sb_client: ServiceBusClient, senders: SenderCache, feature_emulator: RunningEmulator
 ) -> None:
     """A client that ignores the advertised max-message-size gets the broker's own refusal."""
-    connection = BlockingConnection(f"127.0.0.1:{feature_emulator.port}", timeout=10, sasl_enabled=True,
-                                    allowed_mechs="ANONYMOUS")
+    connection = BlockingConnection(
+        f"127.0.0.1:{feature_emulator.port}", timeout=10, sasl_enabled=True, allowed_mechs="ANONYMOUS"
+    )
     try:
         sender = connection.create_sender("oversize")
         sender.link.max_message_size = 0  # do not trust the broker's limit: send it anyway
@@ -531,8 +548,8 @@ def test_oversize_message_gets_an_error_from_the_broker(
         assert "size" in str(condition.name) or "size" in str(condition.description).lower()
     finally:
         connection.close()
-    with sb_client.get_queue_sender("oversize") as sdk_sender:
-        sdk_sender.send_messages(ServiceBusMessage("after"))
+    sdk_sender = senders("oversize")
+    sdk_sender.send_messages(ServiceBusMessage("after"))
     [message] = receive(sb_client, "oversize", 1, receive_mode=ServiceBusReceiveMode.RECEIVE_AND_DELETE)
     assert str(message) == "after"
 
@@ -545,19 +562,21 @@ def _send_and_wait(connection: BlockingConnection, sender: Any, message: Message
     return delivery
 
 
-def test_garbage_client_does_not_disturb_others(sb_client: ServiceBusClient, feature_emulator: RunningEmulator) -> None:
-    with sb_client.get_queue_sender("garbage") as sender:
-        with socket.create_connection(("127.0.0.1", feature_emulator.port), timeout=5) as rogue:
-            rogue.sendall(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n" + bytes(range(256)) * 10)
-            rogue.settimeout(2)
-            try:
-                while rogue.recv(4096):
-                    pass
-            except (TimeoutError, ConnectionError):
+def test_garbage_client_does_not_disturb_others(
+    sb_client: ServiceBusClient, senders: SenderCache, feature_emulator: RunningEmulator
+) -> None:
+    sender = senders("garbage")
+    with socket.create_connection(("127.0.0.1", feature_emulator.port), timeout=5) as rogue:
+        rogue.sendall(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n" + bytes(range(256)) * 10)
+        rogue.settimeout(2)
+        try:
+            while rogue.recv(4096):
                 pass
-        with socket.create_connection(("127.0.0.1", feature_emulator.port), timeout=5) as half:
-            half.sendall(b"AMQP\x03\x01\x00\x00")  # a SASL header, then hang up mid-handshake
-        sender.send_messages(ServiceBusMessage("still fine"))
+        except (TimeoutError, ConnectionError):
+            pass
+    with socket.create_connection(("127.0.0.1", feature_emulator.port), timeout=5) as half:
+        half.sendall(b"AMQP\x03\x01\x00\x00")  # a SASL header, then hang up mid-handshake
+    sender.send_messages(ServiceBusMessage("still fine"))
     [message] = receive(sb_client, "garbage", 1, receive_mode=ServiceBusReceiveMode.RECEIVE_AND_DELETE)
     assert str(message) == "still fine"
 
@@ -565,25 +584,31 @@ def test_garbage_client_does_not_disturb_others(sb_client: ServiceBusClient, fea
 # --- observability ---------------------------------------------------------------------------------------
 
 
-def test_counts_endpoint_tracks_states(sb_client: ServiceBusClient, feature_emulator: RunningEmulator) -> None:
-    with sb_client.get_queue_sender("counts") as sender:
-        sender.send_messages([ServiceBusMessage(f"c{i}") for i in range(4)])
-        sender.schedule_messages(ServiceBusMessage("future"), datetime.now(UTC) + timedelta(minutes=5))
+def test_counts_endpoint_tracks_states(
+    sb_client: ServiceBusClient, senders: SenderCache, feature_emulator: RunningEmulator
+) -> None:
+    sender = senders("counts")
+    sender.send_messages([ServiceBusMessage(f"c{i}") for i in range(4)])
+    sender.schedule_messages(ServiceBusMessage("future"), datetime.now(UTC) + timedelta(minutes=5))
     with sb_client.get_queue_receiver("counts") as receiver:
         first, second, *_ = drain(receiver, 4)
         receiver.dead_letter_message(first, reason="test")
         receiver.defer_message(second)
     assert counts(feature_emulator)["counts"] == {
-        "active": 2, "scheduled": 1, "deferred": 1, "deadLetter": 1, "total": 5
+        "active": 2,
+        "scheduled": 1,
+        "deferred": 1,
+        "deadLetter": 1,
+        "total": 5,
     }
 
 
 def test_admin_client_reads_runtime_properties(
-    sb_client: ServiceBusClient, feature_emulator: RunningEmulator
+    sb_client: ServiceBusClient, senders: SenderCache, feature_emulator: RunningEmulator
 ) -> None:
-    with sb_client.get_queue_sender("admin-client") as sender:
-        sender.send_messages([ServiceBusMessage("a"), ServiceBusMessage("b")])
-        sender.schedule_messages(ServiceBusMessage("future"), datetime.now(UTC) + timedelta(minutes=5))
+    sender = senders("admin-client")
+    sender.send_messages([ServiceBusMessage("a"), ServiceBusMessage("b")])
+    sender.schedule_messages(ServiceBusMessage("future"), datetime.now(UTC) + timedelta(minutes=5))
     with sb_client.get_queue_receiver("admin-client") as receiver:
         [message] = drain(receiver, 1)
         receiver.dead_letter_message(message)
