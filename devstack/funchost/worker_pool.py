@@ -97,7 +97,9 @@ class WorkerPool:
             target=run_worker,
             args=(str(self._script_root), child_end),
             name=f"funchost-worker-{slot.index}",
-            daemon=True,
+            # Not daemonic: like the real Python worker, a function may start processes of its own (the image
+            # pipeline isolates decoding in a child). stop() ends the workers explicitly.
+            daemon=False,
         )
         process.start()
         child_end.close()  # so the parent's recv() sees EOF as soon as the worker dies

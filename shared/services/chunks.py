@@ -36,7 +36,7 @@ from shared.models import (
 from shared.planning import encode, message_id, session_id
 from shared.services.context import AppContext
 from shared.services.expand import manifest_lines
-from shared.services.imaging_step import analyse, register_duplicates
+from shared.services.imaging_step import analyse, register_duplicates, stored_facts
 
 log = logging.getLogger(__name__)
 
@@ -223,27 +223,40 @@ def _process_image(ctx: AppContext, message: ChunkMessage, ref: ImageRef) -> Ima
     fetched = _fetch(ctx, message, ref)
     if isinstance(fetched, ImageResultDocument):
         return fetched
-    analysis = analyse(fetched, message.options, ctx.settings)
-    if not analysis.ok:
-        return _image_error(message, ref, analysis.error_code, analysis.error_message, analysis.facts or None)
+    result = analyse(fetched, message.options, ctx.settings)
+    if not result.ok:
+        error = result.error
+        code, text = (error.code.value, error.message) if error else ("processing_failed", "no result")
+        return _image_error(message, ref, code, text, stored_facts(result))
     thumbnails = []
-    for thumb in analysis.thumbnails:
-        name = f"thumbs/{analysis.sha256}/{thumb.size}.{thumb.format}"
-        ctx.blobs.write(THUMBNAILS_CONTAINER, name, thumb.data, f"image/{thumb.format}")
+    for thumb in result.thumbnails:
+        name = f"thumbs/{result.sha256}/{thumb.size}.{thumb.format.value}"
+        ctx.blobs.write(THUMBNAILS_CONTAINER, name, thumb.data, thumb.format.content_type)
         thumbnails.append(
-            {"size": thumb.size, "format": thumb.format, "blob": name, "width": thumb.width, "height": thumb.height}
+            {
+                "size": thumb.size,
+                "format": thumb.format.value,
+                "blob": name,
+                "width": thumb.width,
+                "height": thumb.height,
+            }
         )
-    duplicate_of = register_duplicates(ctx, message, ref.index, analysis)
+    image_id = f"{message.job_id}.{ref.index}"
+    duplicate_of = (
+        register_duplicates(ctx.dedup, message.tenant_id, message.job_id, image_id, result)
+        if "dedup" in message.options.analyses
+        else []
+    )
     return ImageResultDocument(
-        id=f"{message.job_id}.{ref.index}",
+        id=image_id,
         jobId=message.job_id,
         index=ref.index,
         chunk=message.chunk,
         kind=ref.kind,
         ref=ref.ref,
         ok=True,
-        sha256=analysis.sha256,
-        result=analysis.facts,
+        sha256=result.sha256,
+        result=stored_facts(result),
         thumbnails=thumbnails,
         duplicate_of=duplicate_of,
         processed_at=utcnow(),

@@ -7,9 +7,11 @@ from functools import lru_cache
 
 from shared.adapters.blobs import BlobStore
 from shared.adapters.cosmos import get_database, make_cosmos_client
+from shared.adapters.dedup_index import CosmosDuplicateIndexStore
 from shared.adapters.job_store import CosmosJobStore
 from shared.adapters.servicebus import MessageBus
 from shared.config import Settings, get_settings
+from shared.dedup.service import DuplicateService
 
 
 @dataclass
@@ -18,6 +20,7 @@ class AppContext:
     store: CosmosJobStore
     blobs: BlobStore
     bus: MessageBus
+    dedup: DuplicateService
 
     @classmethod
     def from_settings(cls, settings: Settings) -> AppContext:
@@ -27,6 +30,7 @@ class AppContext:
             store=CosmosJobStore(database),
             blobs=BlobStore.from_settings(settings),
             bus=MessageBus.from_settings(settings),
+            dedup=DuplicateService(CosmosDuplicateIndexStore.from_database(database)),
         )
 
 

@@ -1,58 +1,67 @@
 """The chunk worker's bridge to the image pipeline (`shared/imaging`) and the duplicate index (`shared/dedup`).
 
-It turns job options and settings into pipeline options and the pipeline's result into what the worker stores,
-so the worker does not depend on the pipeline's internals.
+It turns a job's options and the settings into pipeline options, runs the pipeline in an isolated child process
+(so a decoder that hangs or crashes costs one image a `timeout`/`processing_failed` result, never the chunk), and
+registers successful images in the tenant's duplicate index.
 """
 
 from __future__ import annotations
 
-import hashlib
-import io
-from dataclasses import dataclass, field
+import threading
 from typing import Any
 
-from PIL import Image, UnidentifiedImageError
-
 from shared.config import Settings
-from shared.models import ChunkMessage, JobDocument, JobOptions
+from shared.dedup.service import DuplicateService
+from shared.imaging import ImageResult, ImagingOptions
+from shared.imaging.isolation import IsolatedImagePipeline
+from shared.models import JobDocument, JobOptions
+
+_local = threading.local()
 
 
-@dataclass(frozen=True)
-class Thumbnail:
-    size: int
-    format: str
-    data: bytes
-    width: int
-    height: int
+def imaging_options(options: JobOptions, settings: Settings) -> ImagingOptions:
+    analyses = set(options.analyses)
+    sizes = tuple(options.thumbnail_sizes or settings.thumbnail_size_list) if "thumbnails" in analyses else ()
+    return ImagingOptions.from_settings(
+        settings,
+        thumbnail_sizes=sizes,
+        compute_hashes=bool(analyses & {"hashes", "dedup"}),
+        detect_faces="faces" in analyses,
+        detect_people="people" in analyses,
+    )
 
 
-@dataclass
-class Analysis:
-    ok: bool
-    sha256: str | None = None
-    error_code: str = ""
-    error_message: str = ""
-    facts: dict[str, Any] = field(default_factory=dict)
-    thumbnails: list[Thumbnail] = field(default_factory=list)
+def _pipeline() -> IsolatedImagePipeline:
+    # One long-lived child per worker thread: the host may run several invocations of a worker at once.
+    pipeline = getattr(_local, "pipeline", None)
+    if pipeline is None:
+        pipeline = _local.pipeline = IsolatedImagePipeline()
+    return pipeline
 
 
-def analyse(data: bytes, options: JobOptions, settings: Settings) -> Analysis:
-    # Provisional until shared/imaging lands: validate, checksum and read the dimensions.
-    sha = hashlib.sha256(data).hexdigest()
-    if not data:
-        return Analysis(ok=False, sha256=sha, error_code="empty", error_message="the image has no bytes")
-    try:
-        with Image.open(io.BytesIO(data)) as img:
-            img.verify()
-            facts = {"format": img.format, "width": img.width, "height": img.height, "sha256": sha}
-    except (UnidentifiedImageError, OSError, SyntaxError) as exc:
-        return Analysis(ok=False, sha256=sha, error_code="corrupt", error_message=str(exc))
-    return Analysis(ok=True, sha256=sha, facts=facts)
+def analyse(data: bytes, options: JobOptions, settings: Settings) -> ImageResult:
+    return _pipeline().process(data, imaging_options(options, settings))
 
 
-def register_duplicates(ctx: Any, message: ChunkMessage, index: int, analysis: Analysis) -> list[str]:
-    return []
+def stored_facts(result: ImageResult) -> dict[str, Any]:
+    """What goes into the image result document (thumbnails are stored as blobs, named separately)."""
+    return result.model_dump(mode="json", exclude={"thumbnails", "ok", "error", "sha256"}, exclude_none=True)
 
 
-def job_duplicate_groups(ctx: Any, job: JobDocument) -> list[list[str]]:
-    return []
+def register_duplicates(
+    dedup: DuplicateService, tenant_id: str, job_id: str, image_id: str, result: ImageResult
+) -> list[str]:
+    """Registers the image in the tenant's index; returns the image ids it duplicates (this job or earlier)."""
+    if result.sha256 is None:
+        return []
+    hit = dedup.register_image(
+        tenant_id, job_id, image_id, result.sha256, result.phash, result.dhash, result.phash_mirror
+    )
+    found = ([hit.exact_of.image_id] if hit.exact_of else []) + [m.ref.image_id for m in hit.near]
+    return list(dict.fromkeys(found))
+
+
+def job_duplicate_groups(dedup: DuplicateService, job: JobDocument) -> list[list[str]]:
+    """The job's exact duplicate groups (reconciled once the job is complete), as sorted lists of image ids."""
+    groups = dedup.reconcile_job(job.tenant_id, job.job_id)
+    return sorted(sorted(member.image_id for member in group.members) for group in groups)

@@ -120,7 +120,7 @@ def _roll_up_job(ctx: AppContext, job_id: str, now: datetime, report: RollUpRepo
     if just_finished:
         report.jobs_finished.append(job_id)
         if "dedup" in job.options.analyses and job.state != JobState.CANCELLED:
-            job.duplicate_groups = job_duplicate_groups(ctx, job)
+            job.duplicate_groups = job_duplicate_groups(ctx.dedup, job)
         if job.callback_url:  # a job that ends again after a replay calls back again
             job.callback = CallbackStatus(state="pending", next_attempt_at=now)
     if job.callback.state == "pending" and job.callback.next_attempt_at and job.callback.next_attempt_at <= now:

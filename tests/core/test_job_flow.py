@@ -59,14 +59,14 @@ def test_a_2000_image_job_ends_with_exactly_2000_results(
     assert status["state"] == "completed_with_errors", status
     assert status["counts"] == {"succeeded": 1920, "failed": 80, "skipped": 0}
     assert status["total_images"] == 2000 and status["total_chunks"] == 20 and status["percent"] == 100.0
-    assert status["errors"] == {"fetch_http_error": 40, "corrupt": 40}, status["errors"]
+    assert status["errors"] == {"fetch_http_error": 40, "unsupported_format": 40}, status["errors"]
 
     items = _all_images(app_host, tenant_enterprise.key, job_id)
     indexes = [item["index"] for item in items]
     assert len(items) == 2000 and sorted(indexes) == list(range(2000))
     by_index = {item["index"]: item for item in items}
     assert by_index[7]["error"]["code"] == "fetch_http_error" and not by_index[7]["ok"]
-    assert by_index[13]["error"]["code"] == "corrupt"
+    assert by_index[13]["error"]["code"] == "unsupported_format"
     assert by_index[0]["ok"] and len(by_index[0]["sha256"]) == 64
 
 
