@@ -316,3 +316,38 @@ def test_kill9_repeatedly_with_a_batch_in_flight_loses_nothing_and_resurrects_no
     # Every message has its own sequence number; none reused across the kills.
     assert len(set(seq_of.values())) == len(seq_of) == len(sent)
     _assert_empty(emulator, QUEUE, wait=LOCK_SECONDS + 1)
+
+
+def test_kill9_keeps_session_state_in_flight_session_messages_and_schedules(emulator: EmulatorProcess) -> None:
+    client = sb_client(emulator)
+    try:
+        with client.get_queue_sender(SESSION_QUEUE) as sender:
+            sender.send_messages([ServiceBusMessage(f"k{i}", message_id=f"k-{i}", session_id="k") for i in range(3)])
+            sched_seq = sender.schedule_messages(
+                ServiceBusMessage("later", message_id="k-later", session_id="k"),
+                datetime.now(UTC) + timedelta(seconds=3),
+            )[0]
+        receiver = client.get_queue_receiver(SESSION_QUEUE, session_id="k", max_wait_time=5)
+        receiver.__enter__()
+        got = receive_n(receiver, 2, timeout=10)
+        assert [m.message_id for m in got] == ["k-0", "k-1"]
+        receiver.complete_message(got[0])
+        receiver.session.set_state(b"k-0 done")
+        count_k1 = got[1].delivery_count
+        emulator.kill()  # k-1 in flight, session locked, k-later scheduled
+    finally:
+        close_quietly(client)
+    emulator.start()
+
+    with sb_client(emulator) as client:
+        receiver = _session_receiver(client, "k", timeout=LOCK_SECONDS + 8)
+        try:
+            assert receiver.session.get_state() == b"k-0 done"
+            rest = receive_n(receiver, 3, timeout=10)
+            assert [m.message_id for m in rest] == ["k-1", "k-2", "k-later"]
+            assert rest[0].delivery_count > count_k1
+            assert rest[2].sequence_number == sched_seq
+            for msg in rest:
+                receiver.complete_message(msg)
+        finally:
+            close_quietly(receiver)
