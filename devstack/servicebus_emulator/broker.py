@@ -33,6 +33,7 @@ MAX_MESSAGE_SIZE = 256 * 1024
 _INCOMING_CREDIT = 200
 _TIMER_INTERVAL_S = 0.05
 _DEFAULT_SESSION_WAIT_MS = 60_000
+_DUPLICATE_SWEEP_MS = 10_000
 _TICKS_AT_EPOCH = 621_355_968_000_000_000
 
 SESSION_FILTER = symbol("com.microsoft:session-filter")
@@ -105,6 +106,7 @@ class Broker(Handler):
         self._lock_expiry: list[tuple[int, int, uuid.UUID]] = []
         self._session_expiry: list[tuple[int, int, Consumer]] = []
         self._tie = itertools.count()
+        self._next_duplicate_sweep_ms = 0
         self._restore()
 
     # --- start-up -------------------------------------------------------------------------------
@@ -172,8 +174,10 @@ class Broker(Handler):
             entity.expire_due(now)
             if entity.waiting_for_session:
                 self._expire_session_waits(entity, now)
-            if entity.duplicates and now % 10_000 < 60:
+            if entity.duplicates and now >= self._next_duplicate_sweep_ms:
                 entity.forget_old_duplicates(now)
+        if now >= self._next_duplicate_sweep_ms:
+            self._next_duplicate_sweep_ms = now + _DUPLICATE_SWEEP_MS
         for entity in touched:
             self.dispatch(entity)
 
@@ -344,9 +348,15 @@ class Broker(Handler):
     def _place_waiting(self, entity: Entity, now: int) -> None:
         """Give free sessions with messages to next-available receivers, oldest message first."""
         while entity.waiting_for_session:
-            candidates = [
-                s for s in list(entity.sessions.values()) if s.holder is None and s.has_available(entity)
-            ]
+            candidates = []
+            for session in list(entity.sessions.values()):
+                if session.holder is not None:
+                    continue
+                if session.has_available(entity):
+                    candidates.append(session)
+                elif session.state is None:
+                    # Nothing to remember: forget it (it is recreated when a message for it arrives).
+                    del entity.sessions[session.session_id]
             if not candidates:
                 return
             session = min(candidates, key=lambda s: s.available[0])
