@@ -36,6 +36,7 @@ def emulator(tmp_path_factory: pytest.TempPathFactory) -> Iterator[EmulatorProce
     queues = [
         queue_config(QUEUE, lock_duration="PT30S", max_delivery_count=10),
         queue_config("robust", lock_duration="PT30S", max_delivery_count=10),
+        queue_config("robust-big", lock_duration="PT2S", max_delivery_count=10),
         queue_config(SESSION_QUEUE, requires_session=True, lock_duration="PT30S", max_delivery_count=10),
     ]
     with running_emulator(tmp_path_factory.mktemp("sbload"), queues) as emu:
@@ -178,9 +179,13 @@ class RawAmqpClient:
             self.flush()
             if self.eof:
                 return
+            capacity = self.transport.capacity()
+            if capacity <= 0:
+                self.transport.tick(time.monotonic())  # let proton process what it holds
+                continue
             self.sock.settimeout(0.05)
             try:
-                data = self.sock.recv(65536)
+                data = self.sock.recv(min(65536, capacity))
             except TimeoutError:
                 continue
             except ConnectionError:
@@ -223,19 +228,22 @@ def _expect_server_closes(sock: socket.socket, timeout: float = 10.0) -> None:
     pytest.fail("broker kept a garbage-speaking connection open")
 
 
+def _send_garbage(port: int, data: bytes) -> None:
+    with socket.create_connection(("127.0.0.1", port), timeout=5) as s:
+        try:
+            s.sendall(data)
+        except ConnectionError:
+            return  # the broker hung up before reading it all: that is fine
+        _expect_server_closes(s)
+
+
 def _garbage_clients(port: int) -> None:
     # 1. Random bytes from the first byte on.
-    with socket.create_connection(("127.0.0.1", port), timeout=5) as s:
-        s.sendall(os.urandom(64 * 1024))
-        _expect_server_closes(s)
+    _send_garbage(port, os.urandom(64 * 1024))
     # 2. A valid SASL protocol header, then a frame header announcing a ~4 GB frame.
-    with socket.create_connection(("127.0.0.1", port), timeout=5) as s:
-        s.sendall(b"AMQP\x03\x01\x00\x00" + struct.pack(">IBBH", 0xFFFFFF00, 2, 1, 0) + os.urandom(512))
-        _expect_server_closes(s)
+    _send_garbage(port, b"AMQP\x03\x01\x00\x00" + struct.pack(">IBBH", 0xFFFFFF00, 2, 1, 0) + os.urandom(512))
     # 3. A plain AMQP header (skipping SASL) followed by junk.
-    with socket.create_connection(("127.0.0.1", port), timeout=5) as s:
-        s.sendall(b"AMQP\x00\x01\x00\x00" + b"\x00" * 8 + os.urandom(256))
-        _expect_server_closes(s)
+    _send_garbage(port, b"AMQP\x00\x01\x00\x00" + b"\x00" * 8 + os.urandom(256))
 
 
 def _mid_transfer_disconnects(port: int, queue: str) -> None:
@@ -264,6 +272,26 @@ def _mid_transfer_disconnects(port: int, queue: str) -> None:
         assert pending > 0, "the whole message went out: not a mid-transfer disconnect"
         raw.sock.sendall((raw.transport.peek(pending) or b"")[: max(1, pending // 2)])  # cut inside a frame
         raw.close(reset=reset)
+
+
+def _receiver_vanishes_mid_transfer(port: int, queue: str) -> None:
+    """A peek-lock receiver takes a large message and drops its socket after part of the transfer."""
+    raw = RawAmqpClient(port)
+    rcv = raw.session.receiver("raw-receiver")
+    rcv.source.address = queue
+    rcv.target.address = "raw-receiver"
+    rcv.open()
+    raw.pump(lambda: bool(rcv.state & Endpoint.REMOTE_ACTIVE) or raw.eof)
+    assert rcv.state & Endpoint.REMOTE_ACTIVE, "broker refused a plain receiver attach"
+    rcv.flow(1)
+    raw.flush()
+    got = 0
+    raw.sock.settimeout(5)
+    while got < 50 * 1024:  # read the bytes off the socket without letting proton see them
+        chunk = raw.sock.recv(16 * 1024)
+        assert chunk, "broker closed the connection instead of delivering"
+        got += len(chunk)
+    raw.close(reset=True)
 
 
 def _oversized_raw(port: int, queue: str) -> str:
@@ -298,6 +326,7 @@ def test_misbehaving_clients_do_not_disturb_a_well_behaved_one(emulator: Emulato
     latencies: list[float] = []
     good_errors: list[str] = []
     started = threading.Event()
+    big_body = os.urandom(200 * 1024)
 
     def well_behaved() -> None:
         client = sb_client(emulator)
@@ -339,6 +368,9 @@ def test_misbehaving_clients_do_not_disturb_a_well_behaved_one(emulator: Emulato
         rounds_before = len(latencies)
         _garbage_clients(emulator.port)
         _mid_transfer_disconnects(emulator.port, queue)
+        with sb_client(emulator) as client, client.get_queue_sender("robust-big") as sender:
+            sender.send_messages(ServiceBusMessage(big_body, message_id="big"))
+        _receiver_vanishes_mid_transfer(emulator.port, "robust-big")
         oversize_condition = _oversized_raw(emulator.port, queue)
 
         # The SDK refuses the oversize message with a clear error (the broker advertises 256 KB).
@@ -366,3 +398,10 @@ def test_misbehaving_clients_do_not_disturb_a_well_behaved_one(emulator: Emulato
     )
     assert max(latencies) < 5.0, f"a well-behaved round trip took {max(latencies):.1f}s"
     assert "message-size-exceeded" in oversize_condition
+    # The message whose delivery was cut off comes back intact once its lock expires, its count raised.
+    with sb_client(emulator) as client, client.get_queue_receiver("robust-big") as receiver:
+        big = receive_n(receiver, 1, timeout=10)
+        assert [m.message_id for m in big] == ["big"]
+        assert b"".join(big[0].body) == big_body
+        assert big[0].delivery_count >= 1
+        receiver.complete_message(big[0])
