@@ -11,9 +11,11 @@ import json
 import os
 import signal
 import socket
+import ssl
 import subprocess
 import sys
 import time
+import urllib.request
 from collections.abc import Iterator
 from contextlib import contextmanager, suppress
 from pathlib import Path
@@ -158,6 +160,17 @@ class EmulatorProcess:
         else:
             self.stop()
         self.start()
+
+    def counts(self) -> dict[str, dict[str, int]]:
+        """Per-queue counts from the admin endpoint's `$counts` (HTTPS with the emulator's self-signed
+        certificate: verification is off for this one local request only)."""
+        context = ssl.create_default_context()
+        context.check_hostname = False
+        context.verify_mode = ssl.CERT_NONE
+        url = f"https://127.0.0.1:{self.admin_port}/$counts"
+        with urllib.request.urlopen(url, context=context, timeout=10) as response:
+            data: dict[str, dict[str, int]] = json.loads(response.read())
+        return data
 
     def log_tail(self, chars: int = 6000) -> str:
         try:

@@ -150,6 +150,13 @@ def test_clean_restart_keeps_messages_deliveries_sequence_numbers_dead_letters_s
         close_quietly(client)
     emulator.start()
 
+    counts = emulator.counts()
+    assert counts[QUEUE]["deadLetter"] == 1, counts
+    assert counts[QUEUE]["deferred"] == 1, counts
+    assert counts[QUEUE]["scheduled"] >= 2, counts  # sched-near may already be active
+    assert counts[QUEUE]["total"] == 7, counts  # plain-0 (dead), 1, 3, 4 and the three scheduled
+    assert counts[SESSION_QUEUE]["active"] == 2, counts
+
     with sb_client(emulator) as client:
         with client.get_queue_receiver(QUEUE) as receiver:
             peeked = receiver.peek_messages(max_message_count=20, sequence_number=1)
@@ -204,6 +211,9 @@ def test_clean_restart_keeps_messages_deliveries_sequence_numbers_dead_letters_s
             receiver.complete_message(fresh[0])
             remaining = {str(m.message_id) for m in receiver.peek_messages(max_message_count=20, sequence_number=1)}
             assert remaining == {"sched-far"}, remaining
+
+        left = emulator.counts()[QUEUE]
+        assert (left["active"], left["scheduled"], left["deadLetter"], left["total"]) == (0, 1, 0, 1), left
 
         srecv = _session_receiver(client, "s1", timeout=LOCK_SECONDS + 8)
         try:
@@ -316,6 +326,7 @@ def test_kill9_repeatedly_with_a_batch_in_flight_loses_nothing_and_resurrects_no
     # Every message has its own sequence number; none reused across the kills.
     assert len(set(seq_of.values())) == len(seq_of) == len(sent)
     _assert_empty(emulator, QUEUE, wait=LOCK_SECONDS + 1)
+    assert emulator.counts()[QUEUE]["total"] == 0
 
 
 def test_kill9_keeps_session_state_in_flight_session_messages_and_schedules(emulator: EmulatorProcess) -> None:
