@@ -39,6 +39,7 @@ PLAIN_QUEUES = (
     "peek",
     "properties",
     "oversize",
+    "oversize-raw",
     "counts",
     "async-plain",
     "admin-client",
