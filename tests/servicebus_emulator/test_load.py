@@ -37,6 +37,7 @@ def emulator(tmp_path_factory: pytest.TempPathFactory) -> Iterator[EmulatorProce
         queue_config(QUEUE, lock_duration="PT30S", max_delivery_count=10),
         queue_config("robust", lock_duration="PT30S", max_delivery_count=10),
         queue_config("robust-big", lock_duration="PT2S", max_delivery_count=10),
+        queue_config("robust-flood", lock_duration="PT30S", max_delivery_count=10),
         queue_config(SESSION_QUEUE, requires_session=True, lock_duration="PT30S", max_delivery_count=10),
     ]
     with running_emulator(tmp_path_factory.mktemp("sbload"), queues) as emu:
@@ -294,6 +295,21 @@ def _receiver_vanishes_mid_transfer(port: int, queue: str) -> None:
     raw.close(reset=True)
 
 
+def _stalled_reader(port: int, queue: str, credit: int) -> RawAmqpClient:
+    """A receiver that asks for many large messages and then never reads its socket again."""
+    raw = RawAmqpClient(port)
+    raw.sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 64 * 1024)
+    rcv = raw.session.receiver("stalled-receiver")
+    rcv.source.address = queue
+    rcv.target.address = "stalled-receiver"
+    rcv.open()
+    raw.pump(lambda: bool(rcv.state & Endpoint.REMOTE_ACTIVE) or raw.eof)
+    assert rcv.state & Endpoint.REMOTE_ACTIVE, "broker refused a plain receiver attach"
+    rcv.flow(credit)
+    raw.flush()
+    return raw
+
+
 def _oversized_raw(port: int, queue: str) -> str:
     """A client that ignores max-message-size must get a clear error back, and the message must not land."""
     raw = RawAmqpClient(port)
@@ -371,6 +387,12 @@ def test_misbehaving_clients_do_not_disturb_a_well_behaved_one(emulator: Emulato
         with sb_client(emulator) as client, client.get_queue_sender("robust-big") as sender:
             sender.send_messages(ServiceBusMessage(big_body, message_id="big"))
         _receiver_vanishes_mid_transfer(emulator.port, "robust-big")
+        # 8 MB the broker must push to a client that stopped reading: its socket buffers fill up.
+        flood = [os.urandom(200 * 1024) for _ in range(40)]
+        with sb_client(emulator) as client, client.get_queue_sender("robust-flood") as sender:
+            for i, body in enumerate(flood):
+                sender.send_messages(ServiceBusMessage(body, message_id=f"flood-{i}"))
+        stalled = _stalled_reader(emulator.port, "robust-flood", credit=len(flood))
         oversize_condition = _oversized_raw(emulator.port, queue)
 
         # The SDK refuses the oversize message with a clear error (the broker advertises 256 KB).
@@ -381,8 +403,11 @@ def test_misbehaving_clients_do_not_disturb_a_well_behaved_one(emulator: Emulato
             sender.send_messages(ServiceBusMessage("normal", message_id="good-after-oversize"))
             good_sent.append("good-after-oversize")
 
-        time.sleep(1.0)  # let the well-behaved client run a few more rounds after the abuse
+        rounds_stalled = len(latencies)
+        time.sleep(1.0)  # let the well-behaved client run a few more rounds while the reader is stalled
+        assert len(latencies) > rounds_stalled, "well-behaved client made no progress beside a stalled reader"
         assert len(latencies) > rounds_before, "well-behaved client made no progress during the abuse"
+        stalled.close(reset=True)
     finally:
         stop.set()
         good.join(60)
@@ -398,6 +423,7 @@ def test_misbehaving_clients_do_not_disturb_a_well_behaved_one(emulator: Emulato
     )
     assert max(latencies) < 5.0, f"a well-behaved round trip took {max(latencies):.1f}s"
     assert "message-size-exceeded" in oversize_condition
+    assert emulator.counts()["robust-flood"]["total"] == 40, "messages lost behind the stalled reader"
     # The message whose delivery was cut off comes back intact once its lock expires, its count raised.
     with sb_client(emulator) as client, client.get_queue_receiver("robust-big") as receiver:
         big = receive_n(receiver, 1, timeout=10)
