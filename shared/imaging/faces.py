@@ -18,7 +18,8 @@ from PIL import Image
 from shared.imaging.results import Box
 
 FACE_CASCADE_FILE = "haarcascade_frontalface_default.xml"
-# Measured on the astronaut at 320-640 px: 1.2 is ~40 % cheaper than 1.1 and still finds frontal faces.
+# Measured at 320 px (astronaut composites): 1.2 finds faces down to ~10 % of the long side in ~17-22 ms;
+# 1.1 (OpenCV's default) also finds ~7 % faces but costs ~1.8x; 1.25 saves ~25 % and already misses 10 % faces.
 FACE_SCALE_FACTOR = 1.2
 FACE_MIN_NEIGHBORS = 4
 FACE_MIN_SIZE = 24  # the cascade's own window

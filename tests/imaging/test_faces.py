@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import pytest
+from PIL import Image
 
 from shared.imaging import ImagingOptions, process_image
 from tests.imaging import corpus
@@ -57,3 +58,19 @@ def test_analyses_run_only_when_asked() -> None:
 
     people = process_image(data, ImagingOptions(detect_people=True))
     assert people.people is not None and people.faces is not None
+
+
+def test_two_faces_side_by_side_and_a_face_a_tenth_of_the_image() -> None:
+    astronaut = corpus.photo("astronaut", 512)
+    pair = Image.new("RGB", (1024, 512))
+    pair.paste(astronaut, (0, 0))
+    pair.paste(astronaut.transpose(Image.Transpose.FLIP_LEFT_RIGHT), (512, 0))
+    canvas = Image.new("RGB", (1024, 682), (90, 110, 130))
+    canvas.paste(astronaut, (340, 40))  # the face is ~100 px of 1024: about the smallest found at 320 px
+
+    pair_faces = process_image(corpus.encode(pair, "JPEG")).faces
+    canvas_faces = process_image(corpus.encode(canvas, "JPEG")).faces
+
+    assert pair_faces is not None and sorted(f.x // 512 for f in pair_faces) == [0, 1]
+    assert canvas_faces is not None and len(canvas_faces) == 1
+    assert 340 + 170 < canvas_faces[0].x + canvas_faces[0].width / 2 < 340 + 280
