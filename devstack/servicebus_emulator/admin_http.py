@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import datetime
 import json
+import logging
 import ssl
 import threading
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -27,6 +28,8 @@ from .config import QueueConfig
 
 if TYPE_CHECKING:
     from .broker import Broker
+
+log = logging.getLogger("servicebus_emulator.admin")
 
 _NO_LIMIT = "P10675199DT2H48M5.4775807S"  # Service Bus' spelling of TimeSpan.MaxValue
 
@@ -105,6 +108,14 @@ def queue_entry_xml(base_url: str, config: QueueConfig, counts: dict[str, int], 
 
 class _AdminRequestHandler(BaseHTTPRequestHandler):
     server: _AdminHttpServer
+    timeout = 10  # a client that stalls holds only its own thread, and not for long
+
+    def setup(self) -> None:
+        # The TLS handshake happens here, on this request's thread, not in the accept loop where one
+        # silent client would block everyone.
+        self.request.settimeout(self.timeout)
+        self.request.do_handshake()
+        super().setup()
 
     def log_message(self, format: str, *args: Any) -> None:
         return  # quiet: tests poll this endpoint
@@ -141,6 +152,10 @@ class _AdminHttpServer(ThreadingHTTPServer):
         self.broker = broker
         self.started = datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
 
+    def handle_error(self, request: Any, client_address: Any) -> None:
+        # Clients that are not HTTPS, or hang up mid-handshake, are their own problem: no traceback.
+        log.debug("admin request from %s failed", client_address, exc_info=True)
+
 
 class AdminServer:
     def __init__(self, broker: Broker, host: str, port: int, data_dir: Path) -> None:
@@ -148,7 +163,9 @@ class AdminServer:
         self._server = _AdminHttpServer((host, port), broker)
         context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
         context.load_cert_chain(cert_file, key_file)
-        self._server.socket = context.wrap_socket(self._server.socket, server_side=True)
+        self._server.socket = context.wrap_socket(
+            self._server.socket, server_side=True, do_handshake_on_connect=False
+        )
         self.port = self._server.server_address[1]
         self._thread = threading.Thread(target=self._server.serve_forever, name="admin-http", daemon=True)
 

@@ -624,6 +624,16 @@ def test_admin_client_reads_runtime_properties(
     assert queue.max_delivery_count == MAX_DELIVERY_COUNT
 
 
+def test_admin_endpoint_survives_silent_and_plain_clients(feature_emulator: RunningEmulator) -> None:
+    address = ("127.0.0.1", feature_emulator.admin_port)
+    with socket.create_connection(address, timeout=5) as silent, socket.create_connection(address) as plain:
+        plain.sendall(b"GET /$counts HTTP/1.0\r\n\r\n")  # not TLS
+        started = time.monotonic()
+        assert "counts" in counts(feature_emulator)  # answered while `silent` holds a connection open
+        assert time.monotonic() - started < 2
+        assert silent.fileno() >= 0
+
+
 # --- asyncio ------------------------------------------------------------------------------------------------
 
 
