@@ -156,8 +156,10 @@ class Broker(Handler):
                 continue
             self._drop_lock(lock)
             entity = lock.message.entity
-            if entity.unlock(lock.message, now):
-                touched.add(entity)
+            entity.unlock(lock.message, now)
+            touched.add(entity)
+            if entity.dead_letter is not None:
+                touched.add(entity.dead_letter)  # it may have gone there (MaxDeliveryCount)
         while self._session_expiry and self._session_expiry[0][0] <= now:
             _, _, consumer = heapq.heappop(self._session_expiry)
             session = consumer.session
@@ -171,7 +173,8 @@ class Broker(Handler):
         for entity in self.entities.values():
             if entity.activate_due(now):
                 touched.add(entity)
-            entity.expire_due(now)
+            if entity.expire_due(now) and entity.dead_letter is not None:
+                touched.add(entity.dead_letter)
             if entity.waiting_for_session:
                 self._expire_session_waits(entity, now)
             if entity.duplicates and now >= self._next_duplicate_sweep_ms:

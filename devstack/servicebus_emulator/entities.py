@@ -372,7 +372,9 @@ class Entity:
             activated = True
         return activated
 
-    def expire_due(self, now_ms: int) -> None:
+    def expire_due(self, now_ms: int) -> bool:
+        """Expire messages whose time to live is over; True if any expired."""
+        expired = False
         while self.expiring and self.expiring[0][0] <= now_ms:
             _, sequence = heapq.heappop(self.expiring)
             message = self.messages.get(sequence)
@@ -380,6 +382,8 @@ class Entity:
                 continue  # a locked message expires when it comes back (next_available checks)
             if message.expires_ms is not None and message.expires_ms <= now_ms:
                 self.expire(message, now_ms)
+                expired = True
+        return expired
 
     def forget_old_duplicates(self, now_ms: int) -> None:
         cutoff = now_ms - self.config.duplicate_window_ms
