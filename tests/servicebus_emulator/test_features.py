@@ -263,16 +263,16 @@ def test_ttl_expiry_dead_letters_where_configured(sb_client: ServiceBusClient, s
     sender = senders("ttl-dead-letter")
     sender.send_messages(ServiceBusMessage("short-lived", time_to_live=timedelta(seconds=1)))
     sender.send_messages(ServiceBusMessage("long-lived"))
-    time.sleep(1.5)
+    # Already waiting on the dead-letter queue when the message expires: the broker's timer must feed it.
+    with sb_client.get_queue_receiver("ttl-dead-letter", sub_queue=ServiceBusSubQueue.DEAD_LETTER) as receiver:
+        [dead] = receiver.receive_messages(max_message_count=1, max_wait_time=3)
+        assert str(dead) == "short-lived"
+        assert dead.dead_letter_reason == "TTLExpiredException"
+        receiver.complete_message(dead)
     with sb_client.get_queue_receiver("ttl-dead-letter") as receiver:
         live = drain(receiver, 2, rounds=1)
         assert [str(m) for m in live] == ["long-lived"]
         receiver.complete_message(live[0])
-    with sb_client.get_queue_receiver("ttl-dead-letter", sub_queue=ServiceBusSubQueue.DEAD_LETTER) as receiver:
-        [dead] = drain(receiver, 1)
-        assert str(dead) == "short-lived"
-        assert dead.dead_letter_reason == "TTLExpiredException"
-        receiver.complete_message(dead)
 
 
 def test_ttl_expiry_drops_without_dead_lettering(
