@@ -8,6 +8,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import os
 import socket
 import struct
@@ -105,6 +106,42 @@ def test_50_clients_at_once_send_and_receive_every_message_exactly_once(emulator
         assert receiver.peek_messages(max_message_count=10, sequence_number=1) == []
 
 
+def test_50_asyncio_clients_at_once_send_and_receive_every_message_exactly_once(emulator: EmulatorProcess) -> None:
+    from azure.servicebus.aio import ServiceBusClient as AsyncServiceBusClient
+
+    n_clients, per_client = 50, 10
+    total = n_clients * per_client
+    received: list[str] = []
+
+    async def worker(i: int, all_open: asyncio.Barrier) -> None:
+        async with AsyncServiceBusClient.from_connection_string(emulator.connection_string, retry_total=0) as client:
+            sender = client.get_queue_sender(QUEUE)
+            receiver = client.get_queue_receiver(QUEUE, prefetch_count=0)
+            async with sender, receiver:
+                await sender.send_messages(
+                    [ServiceBusMessage(f"a{i}m{j}", message_id=f"a{i}-m{j}") for j in range(per_client)]
+                )
+                await receiver.peek_messages(max_message_count=1, sequence_number=1)
+                await all_open.wait()
+                deadline = time.monotonic() + 60
+                while len(received) < total and time.monotonic() < deadline:
+                    for msg in await receiver.receive_messages(max_message_count=10, max_wait_time=1):
+                        await receiver.complete_message(msg)
+                        received.append(str(msg.message_id))
+                await all_open.wait()
+
+    async def main() -> list[BaseException | None]:
+        all_open = asyncio.Barrier(n_clients)
+        tasks = [worker(i, all_open) for i in range(n_clients)]
+        return await asyncio.wait_for(asyncio.gather(*tasks, return_exceptions=True), timeout=100)
+
+    results = asyncio.run(main())
+    errors = [f"client {i}: {r!r}" for i, r in enumerate(results) if r is not None]
+    assert not errors, "\n".join(errors[:10])
+    assert len(received) == len(set(received)), "delivered and completed twice"
+    assert set(received) == {f"a{i}-m{j}" for i in range(n_clients) for j in range(per_client)}
+
+
 def test_20_session_receivers_at_once_each_get_their_own_session(emulator: EmulatorProcess) -> None:
     n_sessions, per_session = 20, 5
     with sb_client(emulator) as client, client.get_queue_sender(SESSION_QUEUE) as sender:
@@ -161,6 +198,9 @@ class RawAmqpClient:
         self.session = self.conn.session()
         self.session.open()
         self.eof = False
+
+    def closed_by_peer(self) -> bool:
+        return bool(self.conn.state & Endpoint.REMOTE_CLOSED) or self.eof
 
     def has_output(self) -> bool:
         return bool(self.transport.pending() > 0)
@@ -431,3 +471,40 @@ def test_misbehaving_clients_do_not_disturb_a_well_behaved_one(emulator: Emulato
         assert b"".join(big[0].body) == big_body
         assert big[0].delivery_count >= 1
         receiver.complete_message(big[0])
+
+
+def _open_fds(pid: int) -> int:
+    return len(os.listdir(f"/proc/{pid}/fd"))
+
+
+def test_connection_churn_leaks_no_sockets(emulator: EmulatorProcess) -> None:
+    assert emulator.proc is not None
+    pid = emulator.proc.pid
+    baseline = _open_fds(pid)
+    for n in range(120):
+        kind = n % 4
+        if kind == 0:  # a full AMQP open with a sender, then a clean close
+            raw = RawAmqpClient(emulator.port)
+            raw.open_sender(QUEUE)
+            raw.conn.close()
+            raw.pump(raw.closed_by_peer)
+            raw.close()
+        elif kind == 1:  # the same, then a reset instead of a close
+            raw = RawAmqpClient(emulator.port)
+            raw.open_sender(QUEUE)
+            raw.close(reset=True)
+        elif kind == 2:  # garbage
+            _send_garbage(emulator.port, os.urandom(256))
+        else:  # connect and hang up without a byte
+            socket.create_connection(("127.0.0.1", emulator.port), timeout=5).close()
+    deadline = time.monotonic() + 10
+    while _open_fds(pid) > baseline + 2 and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert _open_fds(pid) <= baseline + 2, f"broker holds {_open_fds(pid) - baseline} more descriptors than before"
+    assert emulator.alive()
+    with sb_client(emulator) as client, client.get_queue_sender(QUEUE) as sender:
+        sender.send_messages(ServiceBusMessage("after churn", message_id="after-churn"))
+    with sb_client(emulator) as client, client.get_queue_receiver(QUEUE) as receiver:
+        got = receive_n(receiver, 1, timeout=5)
+        assert [m.message_id for m in got] == ["after-churn"]
+        receiver.complete_message(got[0])
