@@ -294,7 +294,7 @@ def test_ttl_expiry_drops_without_dead_lettering(
 def test_schedule_and_cancel(
     sb_client: ServiceBusClient, senders: SenderCache, feature_emulator: RunningEmulator
 ) -> None:
-    due = datetime.now(UTC) + timedelta(seconds=2.5)  # opening a link takes the SDK about half a second
+    due = datetime.now(UTC) + timedelta(seconds=3)  # opening a link takes the SDK about half a second
     sender = senders("schedule")
     kept, cancelled = sender.schedule_messages([ServiceBusMessage("kept"), ServiceBusMessage("cancelled")], due)
     sender.cancel_scheduled_messages(cancelled)
