@@ -7,6 +7,7 @@ directory and port.
 
 from __future__ import annotations
 
+import os
 import threading
 import time
 import uuid
@@ -330,9 +331,17 @@ def test_kill9_repeatedly_with_a_batch_in_flight_loses_nothing_and_resurrects_no
     assert emulator.counts()[QUEUE]["total"] == 0
 
 
-def test_kill9_keeps_session_state_in_flight_session_messages_and_schedules(emulator: EmulatorProcess) -> None:
+def test_kill9_keeps_session_state_in_flight_session_messages_schedules_expiries_and_large_bodies(
+    emulator: EmulatorProcess,
+) -> None:
+    big_body = os.urandom(250 * 1024)
     client = sb_client(emulator)
     try:
+        with client.get_queue_sender(QUEUE) as sender:
+            sender.send_messages(ServiceBusMessage(big_body, message_id="big"))
+            sender.send_messages(
+                ServiceBusMessage("short-lived", message_id="short-lived", time_to_live=timedelta(seconds=1))
+            )
         with client.get_queue_sender(SESSION_QUEUE) as sender:
             sender.send_messages([ServiceBusMessage(f"k{i}", message_id=f"k-{i}", session_id="k") for i in range(3)])
             sched_seq = sender.schedule_messages(
@@ -363,6 +372,18 @@ def test_kill9_keeps_session_state_in_flight_session_messages_and_schedules(emul
                 receiver.complete_message(msg)
         finally:
             close_quietly(receiver)
+
+        with client.get_queue_receiver(QUEUE) as plain:
+            big = receive_n(plain, 1, timeout=5)
+            assert [m.message_id for m in big] == ["big"]
+            assert b"".join(big[0].body) == big_body, "large body corrupted across kill -9"
+            plain.complete_message(big[0])
+        # The message whose TTL ran out (while the broker was down or since) is dead-lettered.
+        with client.get_queue_receiver(QUEUE, sub_queue=ServiceBusSubQueue.DEAD_LETTER) as dlq:
+            dead = receive_n(dlq, 1, timeout=5)
+            assert [m.message_id for m in dead] == ["short-lived"]
+            assert dead[0].dead_letter_reason == "TTLExpiredException"
+            dlq.complete_message(dead[0])
 
 
 def _drain_until_idle(emulator: EmulatorProcess, queue: str, idle: float, timeout: float = 30) -> list[Any]:
