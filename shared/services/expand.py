@@ -32,21 +32,21 @@ def manifest_lines(data: bytes) -> list[str]:
 
 
 def iter_line_spans(chunks: Iterator[bytes], offset: int) -> Iterator[LineSpan]:
-    """Byte spans of the non-blank lines of a stream that starts at `offset`."""
-    pending = b""
-    position = offset
+    """Byte spans of the non-blank lines of a stream that starts at `offset`. Linear in the bytes read: each block
+    is scanned by index, and only the unfinished last line is carried into the next block."""
+    carry = b""
+    position = offset  # absolute offset of data[0]
     for block in chunks:
-        pending += block
-        while True:
-            cut = pending.find(b"\n")
-            if cut < 0:
-                break
-            line, pending = pending[: cut + 1], pending[cut + 1 :]
-            if line.strip():
-                yield LineSpan(position, position + len(line))
-            position += len(line)
-    if pending.strip():
-        yield LineSpan(position, position + len(pending))
+        data = carry + block if carry else block
+        start = 0
+        while (cut := data.find(b"\n", start)) >= 0:
+            if data[start : cut + 1].strip():
+                yield LineSpan(position + start, position + cut + 1)
+            start = cut + 1
+        carry = data[start:]
+        position += start
+    if carry.strip():
+        yield LineSpan(position, position + len(carry))
 
 
 def expand_manifest(ctx: AppContext, message: ExpandMessage) -> ExpansionDocument:
@@ -102,7 +102,8 @@ def expand_manifest(ctx: AppContext, message: ExpandMessage) -> ExpansionDocumen
         if run_count == settings.chunk_size:
             close_run(span.end)
             if len(chunks) >= settings.expand_batch_chunks:
-                reached_end = False
+                # Stop here unless this was the last line: then there is no next step to send.
+                reached_end = next(spans, None) is None
                 break
     if run_start is not None and run_count:
         close_run(offset)

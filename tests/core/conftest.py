@@ -61,8 +61,12 @@ class Api:
         deadline = time.monotonic() + timeout
         status: dict[str, Any] = {}
         while time.monotonic() < deadline:
-            code, _, status = self.call("GET", f"/jobs/{job_id}", key)
-            assert code == 200, status
+            code, _, body = self.call("GET", f"/jobs/{job_id}", key)
+            if code >= 500:  # the worker serving the request was killed by the test: ask again
+                time.sleep(0.5)
+                continue
+            assert code == 200, body
+            status = body
             if status["state"] not in ("accepted", "running"):
                 return status
             time.sleep(0.5)

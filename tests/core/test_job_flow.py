@@ -73,15 +73,15 @@ def test_a_2000_image_job_ends_with_exactly_2000_results(
 def test_killing_worker_processes_mid_chunk_loses_and_duplicates_nothing(
     app_host: Api, tenant_new: ApiTenant, image_server: ImageServer
 ) -> None:
-    total = 600
-    urls = [image_server.url(f"/slow/25/{i}.jpg") for i in range(total)]
+    total = 800
+    urls = [image_server.url(f"/slow/40/{i}.jpg") for i in range(total)]
     job_id = _submit(app_host, tenant_new.key, {"urls": urls, "options": LIGHT})
     killed = 0
     deadline = time.monotonic() + 60
     while killed < 3 and time.monotonic() < deadline:
-        time.sleep(2.5)
-        _code, _, status = app_host.call("GET", f"/jobs/{job_id}", tenant_new.key)
-        if status["state"] not in ("accepted", "running"):
+        time.sleep(2.0)
+        code, _, status = app_host.call("GET", f"/jobs/{job_id}", tenant_new.key)
+        if code == 200 and status["state"] not in ("accepted", "running"):
             break
         pids = app_host.workers()
         assert pids, "the host reports no worker processes"

@@ -1,0 +1,182 @@
+"""End-to-end throughput of the whole app on the local stack, against the image pipeline's own throughput.
+
+    .venv/bin/python -m bench.e2e_bench [--images 2000] [--megapixels 2] [--workers 1,2]
+
+For each worker-process count it starts the stack and the development Functions host, submits one job of
+`--images` JPEGs served from 127.0.0.1 (a handful of distinct photos, each served under many URLs: the pipeline
+still fetches, decodes, thumbnails, hashes and registers every one), and reads, from the chunk records:
+
+- end-to-end images/s (first chunk start to last chunk end), against the pipeline alone (fetch + process_image in
+  the same number of processes, no queue, no Cosmos, no Blob) — the target is >= 80 %;
+- enqueue -> chunk start: for the first chunk of each session (the others wait behind the job's concurrency cap);
+- the share of chunk time spent on queue work: on each session, the gaps between one chunk's end and the next
+  one's start (receive, settle, lock and session hand-over) over the session's busy time.
+
+Prints figures; asserts nothing. Numbers from one run on a noisy 2-core machine.
+"""
+
+from __future__ import annotations
+
+import argparse
+import io
+import itertools
+import json
+import os
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.request
+from concurrent.futures import ProcessPoolExecutor
+from pathlib import Path
+from typing import Any
+
+from devstack.stack import ROOT, LocalStack, StackPorts, stop_pid
+from shared.adapters.blobs import BlobStore
+from shared.adapters.cosmos import make_cosmos_client, provision_local
+from shared.config import Settings
+from shared.models import ChunkDocument, JobOptions
+from shared.services.context import AppContext
+from shared.services.tenants import create_tenant
+from tests.core.image_server import running_image_server
+
+DISTINCT = 8
+
+
+def photo_jpeg(seed: int, megapixels: float) -> bytes:
+    """A camera-like JPEG: one of scikit-image's shipped photos, resized, with a little grain."""
+    import numpy as np
+    from PIL import Image
+    from skimage import data as samples
+
+    names = ["astronaut", "coffee", "chelsea", "rocket", "immunohistochemistry", "retina", "hubble_deep_field", "cat"]
+    array = getattr(samples, names[seed % len(names)])()
+    img = Image.fromarray(array).convert("RGB")
+    scale = (megapixels * 1e6 / (img.width * img.height)) ** 0.5
+    img = img.resize((int(img.width * scale), int(img.height * scale)), Image.Resampling.BICUBIC)
+    noise = np.random.default_rng(seed).integers(-6, 7, (img.height, img.width, 3))
+    grainy = np.clip(np.asarray(img, dtype=np.int16) + noise, 0, 255).astype(np.uint8)
+    out = io.BytesIO()
+    Image.fromarray(grainy).save(out, "JPEG", quality=90)
+    return out.getvalue()
+
+
+def _pipeline_one(args: tuple[str, dict[str, Any], dict[str, str]]) -> float:
+    from shared.fetch import FetchPolicy, fetch_image
+    from shared.imaging import process_image
+    from shared.services.imaging_step import imaging_options
+
+    url, options, env = args
+    settings = Settings.from_env(env)
+    started = time.perf_counter()
+    data = fetch_image(url, FetchPolicy.from_settings(settings)).content
+    result = process_image(data, imaging_options(JobOptions.model_validate(options), settings))
+    assert result.ok, result.error
+    return time.perf_counter() - started
+
+
+def pipeline_images_per_second(urls: list[str], processes: int, env: dict[str, str]) -> float:
+    options = JobOptions().model_dump(mode="json")
+    with ProcessPoolExecutor(processes) as pool:
+        list(pool.map(_pipeline_one, [(urls[0], options, env)] * processes))  # warm-up: imports, cascade
+        started = time.perf_counter()
+        list(pool.map(_pipeline_one, [(u, options, env) for u in urls], chunksize=4))
+        return len(urls) / (time.perf_counter() - started)
+
+
+def run_job(stack: LocalStack, env: dict[str, str], urls: list[str], workers: int, work: Path) -> dict[str, Any]:
+    port = StackPorts.free().blob
+    host_env = {k: v for k, v in os.environ.items() if not k.startswith("FUNCTIONS_")}
+    host_env.update(env, FUNCTIONS_WORKER_PROCESS_COUNT=str(workers), PYTHONUNBUFFERED="1")
+    log = work / f"host-{workers}.log"
+    with log.open("ab") as out:
+        host = subprocess.Popen(
+            [sys.executable, "-m", "devstack.funchost", "--script-root", str(ROOT), "--port", str(port)],
+            cwd=ROOT, env=host_env, stdout=out, stderr=subprocess.STDOUT,
+        )  # fmt: skip
+    try:
+        while "funchost ready" not in log.read_text(errors="replace"):
+            if host.poll() is not None:
+                raise RuntimeError(log.read_text()[-3000:])
+            time.sleep(0.2)
+        ctx = AppContext.from_settings(Settings.from_env(env))
+        key = create_tenant(ctx.store, "bench", "enterprise").api_key
+        request = urllib.request.Request(
+            f"http://127.0.0.1:{port}/api/jobs", data=json.dumps({"urls": urls}).encode(), method="POST",
+            headers={"Authorization": f"Bearer {key}", "Content-Type": "application/json"},
+        )  # fmt: skip
+        with urllib.request.urlopen(request, timeout=30) as response:
+            job_id = json.loads(response.read())["job_id"]
+        while True:
+            job = ctx.store.get_job(job_id)
+            if job and job[0].state.terminal:
+                break
+            time.sleep(1)
+        chunks = [c for c in ctx.store.finished_chunks_since(job_id, 0.0)]
+        return summarise(job[0].counts.succeeded, chunks, job[0].shards)
+    finally:
+        stop_pid(host.pid, grace=15, popen=host)
+
+
+def summarise(succeeded: int, chunks: list[ChunkDocument], shards: int) -> dict[str, Any]:
+    first_start = min(c.started_at for c in chunks)
+    last_end = max(c.finished_at for c in chunks if c.finished_at)
+    wall = (last_end - first_start).total_seconds()
+    gaps, busy = 0.0, 0.0
+    first_waits = []
+    for shard in range(shards):
+        on_session = sorted((c for c in chunks if c.chunk % shards == shard), key=lambda c: c.started_at)
+        if not on_session:
+            continue
+        first_waits.append(on_session[0].queue_seconds)
+        for previous, following in itertools.pairwise(on_session):
+            assert previous.finished_at is not None
+            gaps += max(0.0, (following.started_at - previous.finished_at).total_seconds())
+        assert on_session[-1].finished_at is not None
+        busy += (on_session[-1].finished_at - on_session[0].started_at).total_seconds()
+    return {
+        "images": succeeded,
+        "wall_s": round(wall, 2),
+        "images_per_s": round(succeeded / wall, 2),
+        "enqueue_to_start_ms_median": round(1000 * statistics.median(first_waits), 1),
+        "queue_work_share": round(gaps / busy, 4) if busy else 0.0,
+    }
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--images", type=int, default=2000)
+    parser.add_argument("--megapixels", type=float, default=2.0)
+    parser.add_argument("--workers", default="1,2")
+    args = parser.parse_args()
+    photos = [photo_jpeg(seed, args.megapixels) for seed in range(DISTINCT)]
+    with tempfile.TemporaryDirectory() as tmp, running_image_server() as server:
+        server.images = photos
+        urls = [server.url(f"/img/{i}.jpg") for i in range(args.images)]
+        print(f"{args.images} JPEGs of {args.megapixels} MP ({len(photos[0]) // 1024} KB), default analyses")
+        for workers in [int(w) for w in args.workers.split(",")]:
+            stack = LocalStack(data_dir=Path(tmp) / f"stack-{workers}", ports=StackPorts.free())
+            stack.start()
+            try:
+                env = {**stack.settings_env(), "FETCH_ALLOW_LOOPBACK_FOR_TESTS": "true"}
+                settings = Settings.from_env(env)
+                provision_local(make_cosmos_client(settings), settings)
+                BlobStore.from_settings(settings).provision_local()
+                baseline = pipeline_images_per_second(urls[: max(100, args.images // 10)], workers, env)
+                result = run_job(stack, env, urls, workers, Path(tmp))
+            finally:
+                stack.stop()
+            ratio = result["images_per_s"] / baseline
+            print(
+                f"workers={workers}: end-to-end {result['images_per_s']} img/s over {result['wall_s']} s; "
+                f"pipeline alone {baseline:.2f} img/s; ratio {ratio:.0%}; "
+                f"enqueue->chunk start (first chunk a session) {result['enqueue_to_start_ms_median']} ms median; "
+                f"queue work {result['queue_work_share']:.1%} of session time",
+                flush=True,
+            )
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

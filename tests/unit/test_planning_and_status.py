@@ -1,0 +1,198 @@
+"""Pure logic: planning (chunks, lanes, sessions), folding chunk records into jobs, manifest line spans, settings."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+
+import pytest
+
+from shared.config import ConfigError, Lane, Settings, Tier
+from shared.models import (
+    ChunkDocument,
+    DeadLetterDocument,
+    ImageCounts,
+    ImageRef,
+    JobDocument,
+    JobOptions,
+    JobRequest,
+    JobState,
+)
+from shared.planning import (
+    MAX_CHUNK_MESSAGE_BYTES,
+    chunk_count,
+    encode,
+    inline_chunk_size,
+    inline_chunks,
+    lane_for,
+    session_id,
+    shards_for,
+)
+from shared.services.expand import iter_line_spans, manifest_lines
+from shared.status import apply_progress, bitmap_add, bitmap_count, bitmap_has, fold_finished
+
+BASE_ENV = {
+    "AzureWebJobsStorage": "UseDevelopmentStorage=true",
+    "ServiceBusConnection": "Endpoint=sb://localhost:5672;SharedAccessKeyName=k;SharedAccessKey=v;",
+    "COSMOS_ENDPOINT": "https://127.0.0.1:8081/",
+}
+T0 = datetime(2026, 1, 1, tzinfo=UTC)
+
+
+def settings(**extra: str) -> Settings:
+    return Settings.from_env({**BASE_ENV, **extra})
+
+
+# --- settings ------------------------------------------------------------------------------------
+
+
+def test_settings_defaults_and_tier_mapping() -> None:
+    s = settings()
+    assert s.chunk_size == 500 and s.thumbnail_size_list == (150, 300, 600)
+    assert lane_for(Tier.NEW, s) is Lane.HIGH and lane_for(Tier.FREE, s) is Lane.BULK
+    assert s.job_concurrency_by_tier == {Tier.NEW: 4, Tier.ENTERPRISE: 8, Tier.FREE: 2}
+
+
+def test_settings_name_every_problem_at_once() -> None:
+    with pytest.raises(ConfigError) as error:
+        Settings.from_env({"CHUNK_SIZE": "0", "THUMBNAIL_SIZES": "abc"})
+    text = str(error.value)
+    assert "COSMOS_ENDPOINT" in text and "CHUNK_SIZE" in text and "THUMBNAIL_SIZES" in text
+
+
+def test_insecure_tls_is_refused_for_a_real_endpoint() -> None:
+    with pytest.raises(ConfigError, match="only allowed"):
+        settings(COSMOS_ENDPOINT="https://acct.documents.azure.com:443/", COSMOS_EMULATOR_INSECURE_TLS="true")
+    assert settings(COSMOS_EMULATOR_INSECURE_TLS="true").cosmos_emulator_insecure_tls
+
+
+def test_tier_tables_must_cover_every_tier() -> None:
+    with pytest.raises(ConfigError, match="missing entries for free"):
+        settings(TIER_JOB_CONCURRENCY="new=1,enterprise=2")
+    with pytest.raises(ConfigError):
+        settings(TIER_LANES="new=high,enterprise=standard,free=nowhere")
+
+
+# --- planning ------------------------------------------------------------------------------------
+
+
+def test_chunks_cover_every_image_once_in_order() -> None:
+    refs = [ImageRef(index=i, kind="url", ref=f"https://x/{i}.jpg") for i in range(1234)]
+    chunks = list(inline_chunks("j1", "t1", Lane.HIGH, JobOptions(), refs, 500))
+    assert [c.chunk for c in chunks] == [0, 1, 2] and chunk_count(1234, 500) == 3
+    assert [r.index for c in chunks for r in c.images or []] == list(range(1234))
+
+
+def test_long_references_shrink_chunks_to_fit_a_message() -> None:
+    refs = [ImageRef(index=i, kind="url", ref="https://x/" + "a" * 2000) for i in range(500)]
+    size = inline_chunk_size(refs, 500)
+    assert size < 500
+    biggest = max(len(encode(c)) for c in inline_chunks("j", "t", Lane.HIGH, JobOptions(), refs, size))
+    assert biggest <= MAX_CHUNK_MESSAGE_BYTES
+
+
+def test_sessions_spread_a_job_over_its_cap() -> None:
+    s = settings()
+    assert shards_for(Tier.ENTERPRISE, s) == 8 and shards_for(Tier.ENTERPRISE, s, total_chunks=3) == 3
+    assert {session_id("j", c, 3) for c in range(30)} == {"j.0", "j.1", "j.2"}
+
+
+def test_job_request_needs_exactly_one_source_and_sane_refs() -> None:
+    with pytest.raises(ValueError, match="exactly one"):
+        JobRequest.model_validate({"urls": ["https://x/a"], "manifest": "m.txt"})
+    with pytest.raises(ValueError, match="image 1"):
+        JobRequest.model_validate({"blobs": ["ok.jpg", "../other-tenant/x.jpg"]})
+    assert JobRequest.model_validate({"blobs": ["a/b.jpg"]}).inline_refs == [
+        ImageRef(index=0, kind="blob", ref="a/b.jpg")
+    ]
+
+
+# --- manifest line spans -------------------------------------------------------------------------
+
+
+def test_line_spans_survive_any_block_boundary() -> None:
+    data = b"a\n\nbb\r\n  \nccc\nlast-without-newline"
+    for block in (1, 2, 3, 7, 100):
+        blocks = iter(data[i : i + block] for i in range(0, len(data), block))
+        spans = list(iter_line_spans(blocks, 0))
+        assert [manifest_lines(data[s.start : s.end]) for s in spans] == [
+            ["a"], ["bb"], ["ccc"], ["last-without-newline"]
+        ]
+    spans = list(iter_line_spans(iter([data[3:]]), 3))  # resuming mid-file keeps absolute offsets
+    assert data[spans[0].start : spans[0].end].strip() == b"bb"
+
+
+# --- folding chunks into a job -------------------------------------------------------------------
+
+
+def job(total_chunks: int = 3, **extra: object) -> JobDocument:
+    return JobDocument(
+        id="j", jobId="j", tenantId="t", lane=Lane.HIGH, shards=2, source="urls", options=JobOptions(),
+        total_images=total_chunks * 10, total_chunks=total_chunks, created_at=T0, **extra,  # type: ignore[arg-type]
+    )
+
+
+def chunk(
+    n: int, state: str = "done", ok: int = 10, failed: int = 0, codes: dict[str, int] | None = None
+) -> ChunkDocument:
+    return ChunkDocument(
+        id=f"j.chunk.{n}", jobId="j", chunk=n, state=state, images=10,  # type: ignore[arg-type]
+        counts=ImageCounts(succeeded=ok, failed=failed), error_codes=codes or {}, started_at=T0 + timedelta(seconds=n),
+        finished_at=T0 + timedelta(seconds=10 + n),
+    )
+
+
+def test_bitmap() -> None:
+    bitmap = bitmap_add("", [0, 9, 20000])
+    assert bitmap_has(bitmap, 9) and bitmap_has(bitmap, 20000) and not bitmap_has(bitmap, 1)
+    assert bitmap_count(bitmap) == 3 and not bitmap_has("", 0)
+
+
+def test_a_finished_chunk_is_counted_once_however_often_it_is_read() -> None:
+    j = job()
+    assert fold_finished(j, [chunk(0), chunk(1, ok=8, failed=2, codes={"corrupt": 2})]) == [0, 1]
+    assert fold_finished(j, [chunk(0), chunk(1), chunk(0)]) == []  # the overlapping window re-reads them
+    assert j.finished_counts == ImageCounts(succeeded=18, failed=2)
+    assert j.finished_error_codes == {"corrupt": 2}
+
+
+def test_state_machine_runs_to_completed_with_errors() -> None:
+    j = job()
+    assert not apply_progress(j, [], [], T0, expansion_done=True)
+    assert j.state is JobState.ACCEPTED
+    assert not apply_progress(j, [chunk(0, state="running", ok=4)], [], T0 + timedelta(seconds=2), True)
+    assert j.state is JobState.RUNNING and j.counts.succeeded == 4 and j.eta_seconds and j.eta_seconds > 0
+    fold_finished(j, [chunk(0), chunk(1), chunk(2, ok=9, failed=1, codes={"timeout": 1})])
+    assert apply_progress(j, [chunk(2, state="running", ok=5)], [], T0 + timedelta(seconds=20), True)
+    assert j.state is JobState.COMPLETED_WITH_ERRORS and j.counts == ImageCounts(succeeded=29, failed=1)
+    assert j.finished_at == T0 + timedelta(seconds=20) and j.eta_seconds == 0.0
+
+
+def test_dead_letters_end_a_job_and_a_replay_reopens_it() -> None:
+    j = job(total_chunks=2)
+    dead = DeadLetterDocument(
+        id="j.deadletter.1", jobId="j", chunk=1, lane=Lane.HIGH, reason="MaxDeliveryCountExceeded", description="",
+        dead_lettered_at=T0, body="{}",
+    )
+    fold_finished(j, [chunk(0)])
+    assert apply_progress(j, [], [dead], T0, True)
+    assert j.state is JobState.COMPLETED_WITH_ERRORS and j.dead_lettered[0].reason == "MaxDeliveryCountExceeded"
+    dead.replayed = True
+    assert not apply_progress(j, [], [dead], T0, True)
+    assert j.state is JobState.RUNNING and j.finished_at is None
+    fold_finished(j, [chunk(1)])
+    assert apply_progress(j, [], [dead], T0, True) and j.state is JobState.SUCCEEDED
+
+
+def test_cancel_and_all_failed_end_states() -> None:
+    j = job(total_chunks=1, cancel_requested=True)
+    fold_finished(j, [chunk(0, ok=3)])
+    assert apply_progress(j, [], [], T0, True) and j.state is JobState.CANCELLED
+    j = job(total_chunks=1)
+    fold_finished(j, [chunk(0, ok=0, failed=10)])
+    assert apply_progress(j, [], [], T0, True) and j.state is JobState.FAILED
+
+
+def test_a_manifest_job_waits_for_its_expansion() -> None:
+    j = job(total_chunks=1)
+    fold_finished(j, [chunk(0)])
+    assert not apply_progress(j, [], [], T0, expansion_done=False) and j.state is JobState.RUNNING
