@@ -34,6 +34,7 @@ pytestmark = pytest.mark.slow
 LOCK_SECONDS = 3
 QUEUE = "durable"
 SESSION_QUEUE = "durable-sessions"
+DEDUP_QUEUE = "durable-dedup"
 
 
 @pytest.fixture
@@ -42,6 +43,9 @@ def emulator(tmp_path: Path) -> Iterator[EmulatorProcess]:
         queue_config(QUEUE, lock_duration=f"PT{LOCK_SECONDS}S", max_delivery_count=50),
         queue_config(SESSION_QUEUE, requires_session=True, lock_duration=f"PT{LOCK_SECONDS}S", max_delivery_count=50),
     ]
+    dedup = queue_config(DEDUP_QUEUE, lock_duration=f"PT{LOCK_SECONDS}S")
+    dedup["Properties"].update(RequiresDuplicateDetection=True, DuplicateDetectionHistoryTimeWindow="PT10M")
+    queues.append(dedup)
     with running_emulator(tmp_path, queues) as emu:
         yield emu
 
@@ -490,3 +494,16 @@ def test_kill9_during_a_stream_of_completions_resurrects_no_acknowledged_complet
     assert not resurrected, f"acknowledged completions undone by kill -9: {sorted(resurrected)}"
     lost = sent - set(drained) - set(completed) - set(in_doubt)
     assert not lost, f"messages lost by kill -9: {sorted(lost)}"
+
+
+def test_kill9_keeps_the_duplicate_detection_history(emulator: EmulatorProcess) -> None:
+    _send(emulator, DEDUP_QUEUE, [ServiceBusMessage("first", message_id="once")])
+    emulator.restart(hard=True)
+    with sb_client(emulator) as client:
+        with client.get_queue_sender(DEDUP_QUEUE) as sender:
+            sender.send_messages(ServiceBusMessage("again", message_id="once"))
+            sender.send_messages(ServiceBusMessage("new", message_id="twice"))
+        with client.get_queue_receiver(DEDUP_QUEUE) as receiver:
+            got = receive_n(receiver, 3, timeout=1.5)
+            assert [m.message_id for m in got] == ["once", "twice"]
+            assert str(got[0]) == "first", "the duplicate replaced the original"
