@@ -187,6 +187,8 @@ def running_emulator(tmp_path: Path, queues: list[dict[str, Any]], name: str = "
     try:
         yield emulator
     finally:
+        # Captured by pytest and shown only when a test fails.
+        print(f"--- emulator log ({emulator.log_path}) ---\n{emulator.log_tail()}")
         if emulator.proc is not None and emulator.proc.poll() is None:
             with suppress(RuntimeError):
                 emulator.stop()
