@@ -226,7 +226,12 @@ class Broker(Handler):
             if consumer is not None and not consumer.closed:
                 self._release_consumer(consumer, now)
                 self.dispatch(consumer.entity)
+            _forget_link_attributes(link)
             link = link.next(0)
+        session = connection.session_head(0)
+        while session is not None:
+            session.reply_links = None
+            session = session.next(0)
 
     # --- links ------------------------------------------------------------------------------------
 
@@ -383,6 +388,10 @@ class Broker(Handler):
             link.close()
 
     on_link_remote_detach = on_link_remote_close
+
+    @_guarded
+    def on_link_final(self, event: Any) -> None:
+        _forget_link_attributes(event.link)
 
     def _release_consumer(self, consumer: Consumer, now: int) -> None:
         """A receiver is gone. Session receivers give up their session lock and its messages; a
@@ -677,6 +686,14 @@ class Broker(Handler):
                 "total": figures["total"] + dead_letter,
             }
         return counts
+
+
+def _forget_link_attributes(link: Any) -> None:
+    """Drop what the broker hung on a link. Proton keeps these in the C object's record, where Python's
+    garbage collector cannot see the cycle link -> Consumer -> link: without this each connection leaks."""
+    for name in ("consumer", "request_address", "producer_entity"):
+        if getattr(link, name, None) is not None:
+            setattr(link, name, None)
 
 
 def _read_filter(terminus: Any) -> dict[Any, Any]:
