@@ -11,7 +11,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
-from proton import Data, Described, symbol, timestamp, uint, ulong
+from proton import Data, Described, symbol, ubyte, uint, ulong
 
 HEADER = 0x70
 DELIVERY_ANNOTATIONS = 0x71
@@ -145,8 +145,6 @@ def encode_value(value: Any) -> bytes:
 
 def encode_header(durable: bool | None, priority: int | None, ttl_ms: int | None, delivery_count: int) -> bytes:
     # Proton drops default header fields, so the list is written here with delivery-count always present.
-    from proton import ubyte
-
     return encode_section(
         HEADER,
         [
@@ -161,10 +159,6 @@ def encode_header(durable: bool | None, priority: int | None, ttl_ms: int | None
 
 def encode_annotations(annotations: dict[Any, Any]) -> bytes:
     return encode_section(MESSAGE_ANNOTATIONS, {symbol(str(key)): value for key, value in annotations.items()})
-
-
-def ms_timestamp(ms: int) -> timestamp:
-    return timestamp(ms)
 
 
 @dataclass

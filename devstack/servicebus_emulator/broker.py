@@ -19,7 +19,7 @@ from typing import Any, TypeVar
 
 from proton import Condition, Delivery, Endpoint, Handler, Link, Message, Terminus, symbol
 
-from .addresses import CBS, Address, parse_address
+from .addresses import Address, parse_address
 from .amqp_codec import CodecError, parse_message, split_batch
 from .config import QueueConfig
 from .entities import DEAD_LETTER_SUFFIX, Entity, Lock, QueueMessage, SessionQueue
@@ -28,8 +28,9 @@ from .store import Store
 
 log = logging.getLogger("servicebus_emulator")
 
+# Standard tier's limit, for a single message and for a whole batch transfer.
 MAX_MESSAGE_SIZE = 256 * 1024
-# A batch carries per-message framing on top of the payloads; Standard tier allows 256 KB in total.
+# Transfers a sender may have in flight before it must wait; topped up when half is used.
 _INCOMING_CREDIT = 200
 _TIMER_INTERVAL_S = 0.05
 _DEFAULT_SESSION_WAIT_MS = 60_000
@@ -718,4 +719,4 @@ def _dead_letter_details(condition: Any) -> tuple[str | None, str | None]:
     return reason, description
 
 
-__all__ = ["CBS", "MAX_MESSAGE_SIZE", "Broker", "Consumer", "now_ms"]
+__all__ = ["MAX_MESSAGE_SIZE", "Broker", "Consumer", "now_ms"]

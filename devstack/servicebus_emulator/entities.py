@@ -14,6 +14,8 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
+from proton import timestamp
+
 from .amqp_codec import (
     ParsedMessage,
     encode_annotations,
@@ -33,8 +35,6 @@ DEAD_LETTER_SUFFIX = "/$deadletterqueue"
 REASON_MAX_DELIVERY = "MaxDeliveryCountExceeded"
 REASON_TTL_EXPIRED = "TTLExpiredException"
 
-# Service Bus caps a sequence number's top 16 bits for partitioning; a plain counter is enough here.
-_NO_EXPIRY = None
 
 
 @dataclass(eq=False)
@@ -61,8 +61,6 @@ class QueueMessage:
     removed: bool = False
 
     def annotations(self, locked_until_ms: int | None) -> dict[str, Any]:
-        from proton import timestamp
-
         annotations = dict(self.parsed.annotations)
         annotations["x-opt-sequence-number"] = self.sequence
         annotations["x-opt-enqueued-time"] = timestamp(self.enqueued_ms)
@@ -188,7 +186,7 @@ class Entity:
 
     def _expiry(self, parsed: ParsedMessage, enqueued_ms: int) -> int | None:
         if self.is_dead_letter:
-            return _NO_EXPIRY  # dead letters never expire
+            return None  # dead letters never expire
         ttl = self.config.default_ttl_ms
         if parsed.ttl_ms is not None and parsed.ttl_ms > 0:
             ttl = min(ttl, parsed.ttl_ms)
