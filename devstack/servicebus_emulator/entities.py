@@ -399,8 +399,10 @@ class Entity:
 
     def peek(self, from_sequence: int, count: int, session_id: str | None) -> Iterator[QueueMessage]:
         found = 0
-        for sequence in sorted(s for s in self.messages if s >= from_sequence):
-            message = self.messages[sequence]
+        # `messages` is in sequence order: messages are only ever added with a new, higher sequence number.
+        for sequence, message in list(self.messages.items()):
+            if sequence < from_sequence:
+                continue
             if session_id is not None and message.session_id != session_id:
                 continue
             yield message
