@@ -115,6 +115,18 @@ def test_band_candidates_are_exactly_the_entries_sharing_a_probed_band_value(sto
     assert found == ["a", "b"]
 
 
+def test_hundreds_of_candidates_and_job_entries_come_back_in_full(store: DuplicateIndexStore) -> None:
+    tenant = _tenant()
+    for index in range(250):
+        entry = IndexEntry(ref=ImageRef(job_id="big", image_id=f"{index:03d}"), sha256=f"{index:064x}")
+        entry.bands, entry.band_scheme = (7, index % 64, index % 64, index % 64), "4x64"
+        store.put_entry(tenant, entry)
+
+    probe = (frozenset({7}), frozenset(), frozenset(), frozenset())
+    assert len(store.find_band_candidates(tenant, "4x64", probe)) == 250
+    assert len(list(store.job_entries(tenant, "big"))) == 250
+
+
 def test_job_entries_lists_one_job_and_filters_matched(store: DuplicateIndexStore) -> None:
     tenant, service = _tenant(), DuplicateService(store)
     rng = random.Random(1)
