@@ -122,7 +122,7 @@ def test_hundreds_of_candidates_and_job_entries_come_back_in_full(store: Duplica
         entry.bands, entry.band_scheme = (7, index % 64, index % 64, index % 64), "4x64"
         store.put_entry(tenant, entry)
 
-    probe = (frozenset({7}), frozenset(), frozenset(), frozenset())
+    probe: tuple[frozenset[int], ...] = (frozenset({7}), frozenset(), frozenset(), frozenset())
     assert len(store.find_band_candidates(tenant, "4x64", probe)) == 250
     assert len(list(store.job_entries(tenant, "big"))) == 250
 
