@@ -126,6 +126,17 @@ class Emulator:
         self._log.close()
 
 
+def _start_emulator(workdir: Path) -> Emulator:
+    """Start on free ports, retrying if another process takes one between probing and binding."""
+    for attempt in range(3):
+        try:
+            return Emulator(workdir)
+        except SystemExit as error:
+            if "Address already in use" not in str(error) or attempt == 2:
+                raise
+    raise AssertionError("unreachable")
+
+
 def _send_batches_on(sender: ServiceBusSender, n_batches: int, session_id: str | None = None) -> None:
     prefix = uuid.uuid4().hex[:8]  # unique message ids, in case a queue detects duplicates
     for b in range(n_batches):
@@ -237,7 +248,7 @@ def main(argv: list[str] | None = None) -> int:
 
     results: dict[str, float] = {}
     with tempfile.TemporaryDirectory(prefix="sbbench-") as tmp:
-        emulator = Emulator(Path(tmp))
+        emulator = _start_emulator(Path(tmp))
         try:
             with ServiceBusClient.from_connection_string(emulator.connection_string, retry_total=0) as client:
                 results["batched_send"] = bench_batched_send(client, args.messages)

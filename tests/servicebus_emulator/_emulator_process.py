@@ -77,6 +77,7 @@ class EmulatorProcess:
         self.admin_port = free_port()
         self.proc: subprocess.Popen[bytes] | None = None
         self.starts = 0
+        self.has_started = False
         self.log_path = data_dir.parent / f"{data_dir.name}-emulator.log"
 
     @property
@@ -84,6 +85,19 @@ class EmulatorProcess:
         return connection_string(self.port)
 
     def start(self, timeout: float = 30.0) -> None:
+        """Start and wait for the ready line. Restarts reuse the ports; a first start whose free port was
+        taken by someone else in the meantime retries on new ports."""
+        for _ in range(3):
+            error = self._start_once(timeout)
+            if error is None:
+                self.has_started = True
+                return
+            if self.has_started or "Address already in use" not in error:
+                break
+            self.port, self.admin_port = free_port(), free_port()
+        raise RuntimeError(error)
+
+    def _start_once(self, timeout: float) -> str | None:
         assert self.proc is None or self.proc.poll() is not None, "emulator already running"
         self.data_dir.mkdir(parents=True, exist_ok=True)
         self.starts += 1
@@ -116,14 +130,14 @@ class EmulatorProcess:
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             if self.proc.poll() is not None:
-                raise RuntimeError(f"emulator exited with {self.proc.returncode} during start:\n{self.log_tail()}")
+                return f"emulator exited with {self.proc.returncode} during start:\n{self.log_tail()}"
             with self.log_path.open("rb") as f:
                 f.seek(offset)
                 if READY_MARKER.encode() in f.read() and self._port_open():
-                    return
+                    return None
             time.sleep(0.05)
         self.kill()
-        raise RuntimeError(f"emulator not ready after {timeout}s:\n{self.log_tail()}")
+        return f"emulator not ready after {timeout}s:\n{self.log_tail()}"
 
     def _port_open(self) -> bool:
         try:
