@@ -445,7 +445,7 @@ def test_misbehaving_clients_do_not_disturb_a_well_behaved_one(emulator: Emulato
         stalled = _stalled_reader(emulator.port, "robust-flood", credit=len(flood))
         oversize_condition = _oversized_raw(emulator.port, queue)
 
-        # The SDK refuses the oversize message with a clear error (the broker advertises 256 KB).
+        # Through the SDK, a message over 256 KB fails with a clear MessageSizeExceededError.
         with sb_client(emulator) as client, client.get_queue_sender(queue) as sender:
             with pytest.raises(MessageSizeExceededError):
                 sender.send_messages(ServiceBusMessage(b"y" * OVER_256_KB, message_id="oversize-sdk"))
