@@ -24,6 +24,7 @@ FACE_SCALE_FACTOR = 1.2
 FACE_MIN_NEIGHBORS = 4
 FACE_MIN_SIZE = 24  # the cascade's own window
 PEOPLE_LONG_SIDE = 640
+PEOPLE_WINDOW = (64, 128)  # the default people detector's window (width, height)
 
 cv2.setNumThreads(1)
 _local = threading.local()  # detectors are not documented as thread-safe: one per thread
@@ -73,6 +74,8 @@ def _to_boxes(rects: object, factor: float, bounds: tuple[int, int]) -> list[Box
 def detect_faces(image: Image.Image, detect_long_side: int, upright_size: tuple[int, int]) -> list[Box]:
     """Frontal faces in `image` (an upright working image), as boxes in the upright original's pixels."""
     gray, to_image = _gray_at(image, detect_long_side)
+    if min(gray.shape) < FACE_MIN_SIZE:
+        return []
     rects = _face_cascade().detectMultiScale(
         gray,
         scaleFactor=FACE_SCALE_FACTOR,
@@ -85,5 +88,8 @@ def detect_faces(image: Image.Image, detect_long_side: int, upright_size: tuple[
 def detect_people(image: Image.Image, upright_size: tuple[int, int]) -> list[Box]:
     """Standing people (HOG + linear SVM); full bodies only, and false positives happen."""
     gray, to_image = _gray_at(image, PEOPLE_LONG_SIDE)
+    height, width = gray.shape
+    if width < PEOPLE_WINDOW[0] or height < PEOPLE_WINDOW[1]:
+        return []  # smaller than the detector's window: OpenCV 4.14 aborts the process (double free) on these
     rects, _weights = _people_detector().detectMultiScale(gray, winStride=(8, 8), padding=(8, 8), scale=1.1)
     return _to_boxes(rects, to_image * upright_size[0] / image.width, upright_size)

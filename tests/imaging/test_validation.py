@@ -185,3 +185,15 @@ def test_result_is_json_without_the_thumbnail_bytes() -> None:
     assert all(len(document[key]) == 16 for key in ("phash", "dhash", "phash_mirror"))
     assert document["faces"] and set(document["faces"][0]) == {"x", "y", "width", "height"}
     assert len(result.thumbnails) == 6
+
+
+@pytest.mark.parametrize("size", [(1, 1), (3, 2), (1, 5000), (5000, 1), (63, 127), (17, 4000)])
+def test_tiny_and_extreme_aspect_images_with_every_analysis(size: tuple[int, int]) -> None:
+    """OpenCV 4.14's HOG aborts the whole process (double free) on images smaller than its window: guarded."""
+    data = corpus.encode(Image.new("RGB", size, (10, 200, 30)), "PNG")
+
+    result = process_image(data, ImagingOptions(detect_people=True))
+
+    assert result.ok, result.error
+    assert result.faces == [] and result.people == []
+    assert all(min(t.width, t.height) >= 1 and max(t.width, t.height) <= t.size for t in result.thumbnails)
