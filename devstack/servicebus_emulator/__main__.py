@@ -20,6 +20,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--log-level", default="WARNING")
     args = parser.parse_args(argv)
     logging.basicConfig(level=args.log_level.upper(), format="%(asctime)s %(name)s %(levelname)s %(message)s")
+    if logging.getLogger().level > logging.INFO:
+        # The SDK hangs up without waiting for the broker's close frame, which proton logs as an error
+        # ("Couldn't send: BrokenPipeError") on every disconnect: noise unless you are watching connections.
+        logging.getLogger("proton").setLevel(logging.CRITICAL)
     try:
         serve(args.config, args.host, args.port, args.data_dir, args.admin_port)
     except ConfigError as error:
