@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+import struct
 from dataclasses import dataclass
 
 from PIL import Image, UnidentifiedImageError
@@ -12,8 +13,20 @@ from shared.imaging.errors import ErrorCode, ImagingFailure
 from shared.imaging.options import ImagingOptions
 from shared.imaging.sniff import ImageFormat, describe_unsupported, sniff_format
 
-# What Pillow raises on malformed input, besides its own UnidentifiedImageError (an OSError).
-_DECODER_ERRORS = (OSError, SyntaxError, ValueError, EOFError, IndexError, KeyError, TypeError, ZeroDivisionError)
+# What Pillow and its plugins raise on malformed input, besides UnidentifiedImageError (an OSError). The AVIF
+# plugin reports decoder failures as RuntimeError; header parsers leak struct.error.
+_DECODER_ERRORS = (
+    OSError,
+    SyntaxError,
+    ValueError,
+    EOFError,
+    IndexError,
+    KeyError,
+    TypeError,
+    ZeroDivisionError,
+    RuntimeError,
+    struct.error,
+)
 
 
 @dataclass
