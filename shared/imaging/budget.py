@@ -1,8 +1,8 @@
 """The per-image time budget.
 
-A decode or a resize in Pillow/OpenCV is one call into C: no thread can interrupt it, and a
-subprocess per image costs more than the work itself (see docs/imaging.md). So the budget is cooperative and the
-work between two checks is bounded:
+A decode or a resize in Pillow/OpenCV is one call into C: no thread can interrupt it, and a fresh subprocess per
+image costs more than the work itself (~60-110 ms here, see docs/imaging.md). So the budget is cooperative and the
+work between two checks is bounded (shared.imaging.isolation adds a hard limit with a reused child process):
 - the pixel cap bounds every stage (a 100 MP decode is the longest single step, ~1-2 s here);
 - before the one expensive stage (the decode), its cost is estimated from the declared pixel count, and an image
   that cannot finish inside what is left of the budget is refused at once instead of started;
@@ -15,8 +15,8 @@ import time
 
 from shared.imaging.errors import ErrorCode, ImagingFailure
 
-# Conservative decode cost on a slow core (measured ~15 ns/px for a full JPEG decode, ~45 ns/px for PNG/WebP
-# here); the estimate only has to keep hopeless images from being started.
+# Decode cost per pixel, ~5x what was measured here (~5 ns/px for a full JPEG decode, ~17 ns/px for PNG/WebP):
+# the estimate only has to keep images that cannot possibly fit from being started, even on a slower core.
 DECODE_NS_PER_PIXEL = {"jpeg": 30.0, "default": 90.0}
 
 

@@ -53,8 +53,8 @@ def working_images(
     first_size = fit_long_side(width, height, sides[0])
     full_box = (0.0, 0.0, float(source.width), float(source.height))
     if first_size != source.size or decoded.box != full_box:
-        # Bicubic for the one large step (about half the cost of Lanczos, still >= 46 dB against a full-decode
-        # Lanczos resize), Lanczos for the cascade. reducing_gap: an integer box reduction first while the
+        # Bicubic for the one large step (about half the cost of Lanczos, >= 42 dB against a full-decode
+        # Lanczos resize in the tests), Lanczos for the cascade. reducing_gap: an integer box reduction first while the
         # remaining factor stays >= 2.
         first = source.resize(first_size, Image.Resampling.BICUBIC, box=decoded.box, reducing_gap=2.0)
     else:
