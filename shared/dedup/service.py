@@ -3,10 +3,9 @@
 register_image (worker, per image): claims the SHA-256 (create-if-absent: exact duplicates), writes the image's
 entry with its pHash band values, then looks up candidates by band keys and confirms them on the full distances.
 Writing before looking up means that of two concurrent registrations of near duplicates at least one sees the other
-in a store whose reads show every acknowledged write (the emulator; Cosmos with strong or bounded-staleness
-consistency). With session consistency another client's write can be briefly invisible, so reconcile_job (status
-timer, once a job is complete) repeats every look-up of the job with all writes settled: that makes the job's
-groups exact.
+in a store whose reads show every acknowledged write (the emulator; Cosmos with strong consistency). With session
+consistency another client's write can be briefly invisible, so reconcile_job (status timer, once a job is
+complete) repeats every look-up of the job with all writes settled: that makes the job's groups exact.
 """
 
 from __future__ import annotations
