@@ -22,6 +22,7 @@ import io
 import itertools
 import json
 import os
+import signal
 import statistics
 import subprocess
 import sys
@@ -42,6 +43,14 @@ from shared.services.tenants import create_tenant
 from tests.core.image_server import running_image_server
 
 DISTINCT = 8
+# Chunks of 100 and a per-job cap equal to host.json's maxConcurrentSessions (2): the job fills every consumer,
+# each session carries a run of chunks (so the gaps between them show the queue's own cost), and the tail where
+# fewer chunks than consumers remain stays short.
+BENCH_SETTINGS = {
+    "FETCH_ALLOW_LOOPBACK_FOR_TESTS": "true",
+    "CHUNK_SIZE": "100",
+    "TIER_JOB_CONCURRENCY": "new=2,enterprise=2,free=2",
+}
 
 
 def photo_jpeg(seed: int, megapixels: float) -> bytes:
@@ -150,6 +159,8 @@ def main() -> int:
     parser.add_argument("--megapixels", type=float, default=2.0)
     parser.add_argument("--workers", default="1,2")
     args = parser.parse_args()
+    # SIGTERM unwinds like Ctrl-C, so the emulators and the host started below are stopped by their PIDs.
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
     photos = [photo_jpeg(seed, args.megapixels) for seed in range(DISTINCT)]
     with tempfile.TemporaryDirectory() as tmp, running_image_server() as server:
         server.images = photos
@@ -159,7 +170,7 @@ def main() -> int:
             stack = LocalStack(data_dir=Path(tmp) / f"stack-{workers}", ports=StackPorts.free())
             stack.start()
             try:
-                env = {**stack.settings_env(), "FETCH_ALLOW_LOOPBACK_FOR_TESTS": "true"}
+                env = {**stack.settings_env(), **BENCH_SETTINGS}
                 settings = Settings.from_env(env)
                 provision_local(make_cosmos_client(settings), settings)
                 BlobStore.from_settings(settings).provision_local()

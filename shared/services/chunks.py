@@ -185,9 +185,8 @@ def _continue_later(ctx: AppContext, message: ChunkMessage, shards: int, deliver
     )
 
 
-def _image_error(
-    message: ChunkMessage, ref: ImageRef, code: str, text: str, extra: dict[str, Any] | None = None
-) -> ImageResultDocument:
+def _image_result(message: ChunkMessage, ref: ImageRef, **fields: Any) -> ImageResultDocument:
+    """The result document of one image; its id makes a rewrite by a redelivery an overwrite, never a second one."""
     return ImageResultDocument(
         id=f"{message.job_id}.{ref.index}",
         jobId=message.job_id,
@@ -195,11 +194,15 @@ def _image_error(
         chunk=message.chunk,
         kind=ref.kind,
         ref=ref.ref,
-        ok=False,
-        error=ImageError(code=code, message=text),
-        result=extra,
         processed_at=utcnow(),
+        **fields,
     )
+
+
+def _image_error(
+    message: ChunkMessage, ref: ImageRef, code: str, text: str, extra: dict[str, Any] | None = None
+) -> ImageResultDocument:
+    return _image_result(message, ref, ok=False, error=ImageError(code=code, message=text), result=extra)
 
 
 def _fetch_client(policy: FetchPolicy) -> Any:
@@ -254,23 +257,17 @@ def _process_image(ctx: AppContext, message: ChunkMessage, ref: ImageRef) -> Ima
                 "height": thumb.height,
             }
         )
-    image_id = f"{message.job_id}.{ref.index}"
     duplicate_of = (
-        register_duplicates(ctx.dedup, message.tenant_id, message.job_id, image_id, result)
+        register_duplicates(ctx.dedup, message.tenant_id, message.job_id, f"{message.job_id}.{ref.index}", result)
         if "dedup" in message.options.analyses
         else []
     )
-    return ImageResultDocument(
-        id=image_id,
-        jobId=message.job_id,
-        index=ref.index,
-        chunk=message.chunk,
-        kind=ref.kind,
-        ref=ref.ref,
+    return _image_result(
+        message,
+        ref,
         ok=True,
         sha256=result.sha256,
         result=stored_facts(result),
         thumbnails=thumbnails,
         duplicate_of=duplicate_of,
-        processed_at=utcnow(),
     )
