@@ -6,16 +6,17 @@ from collections.abc import Iterator
 
 import pytest
 
+from devstack.stack import LocalStack
 from shared.dedup import DuplicateIndexStore, InMemoryDuplicateIndexStore
 
 
 @pytest.fixture(scope="session")
-def cosmos_dedup_store(storage_stack: object) -> Iterator[DuplicateIndexStore]:
+def cosmos_dedup_store(storage_stack: LocalStack) -> Iterator[DuplicateIndexStore]:
     from shared.adapters.cosmos import make_cosmos_client, provision_local
     from shared.adapters.dedup_index import CosmosDuplicateIndexStore
     from shared.config import Settings
 
-    settings = Settings.from_env(storage_stack.settings_env())  # type: ignore[attr-defined]
+    settings = Settings.from_env(storage_stack.settings_env())
     client = make_cosmos_client(settings)
     yield CosmosDuplicateIndexStore.from_database(provision_local(client, settings))
 
