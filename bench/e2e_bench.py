@@ -128,6 +128,16 @@ def run_job(stack: LocalStack, env: dict[str, str], urls: list[str], workers: in
         stop_pid(host.pid, grace=15, popen=host)
 
 
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU time of a process and its reaped children, from /proc (Linux)."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except OSError:
+        return 0.0
+    ticks = sum(int(f) for f in fields[11:15])  # utime, stime, cutime, cstime
+    return ticks / os.sysconf("SC_CLK_TCK")
+
+
 def summarise(succeeded: int, chunks: list[ChunkDocument], shards: int) -> dict[str, Any]:
     first_start = min(c.started_at for c in chunks)
     last_end = max(c.finished_at for c in chunks if c.finished_at)
@@ -175,7 +185,9 @@ def main() -> int:
                 provision_local(make_cosmos_client(settings), settings)
                 BlobStore.from_settings(settings).provision_local()
                 baseline = pipeline_images_per_second(urls[: max(100, args.images // 10)], workers, env)
+                before = {p.name: cpu_seconds(p.pid) for p in stack.processes}
                 result = run_job(stack, env, urls, workers, Path(tmp))
+                emulator_cpu = {p.name: round(cpu_seconds(p.pid) - before[p.name], 1) for p in stack.processes}
             finally:
                 stack.stop()
             ratio = result["images_per_s"] / baseline
@@ -183,7 +195,8 @@ def main() -> int:
                 f"workers={workers}: end-to-end {result['images_per_s']} img/s over {result['wall_s']} s; "
                 f"pipeline alone {baseline:.2f} img/s; ratio {ratio:.0%}; "
                 f"enqueue->chunk start (first chunk a session) {result['enqueue_to_start_ms_median']} ms median; "
-                f"queue work {result['queue_work_share']:.1%} of session time",
+                f"queue work {result['queue_work_share']:.1%} of session time; "
+                f"emulator CPU seconds during the job (same 2 cores) {emulator_cpu}",
                 flush=True,
             )
     return 0
