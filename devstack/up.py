@@ -15,6 +15,7 @@ import shutil
 import signal
 import subprocess
 import sys
+import threading
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -42,6 +43,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--data-dir", type=Path, default=ROOT / ".devstack-data")
     parser.add_argument("--port", type=int, default=7071, help="the Functions host's HTTP port")
     args = parser.parse_args(argv)
+    # Ctrl-C / SIGTERM only set a flag (handlers run on the main thread, between steps), so a start-up or a
+    # teardown is never cut half-way; a blocked signal mask would instead be inherited by the emulators.
+    stop_requested = threading.Event()
+    for signum in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(signum, lambda *_: stop_requested.set())
 
     local_settings = ROOT / "local.settings.json"
     if not local_settings.exists():
@@ -50,6 +56,9 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     stack = LocalStack(data_dir=args.data_dir, ports=StackPorts())
     stack.start()
+    if stop_requested.is_set():
+        stack.stop()
+        return 0
     host: subprocess.Popen[bytes] | None = None
     try:
         env = {**os.environ, **app_settings(local_settings, stack)}
@@ -66,11 +75,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             "create a tenant: .venv/bin/python -m shared.cli create-tenant --name demo --tier new "
             "--local-settings local.settings.json"
         )
-        signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT, signal.SIGTERM, signal.SIGCHLD})
-        while True:
-            sig = signal.sigwait({signal.SIGINT, signal.SIGTERM, signal.SIGCHLD})
-            if sig != signal.SIGCHLD or host.poll() is not None:
-                break
+        while not stop_requested.wait(0.5) and host.poll() is None:
+            pass
     finally:
         if host is not None:
             stop_pid(host.pid, grace=15, popen=host)
