@@ -24,7 +24,6 @@ import json
 import os
 import signal
 import statistics
-import subprocess
 import sys
 import tempfile
 import time
@@ -33,9 +32,7 @@ from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 from typing import Any
 
-from devstack.stack import ROOT, LocalStack, StackPorts, stop_pid
-from shared.adapters.blobs import BlobStore
-from shared.adapters.cosmos import make_cosmos_client, provision_local
+from devstack.stack import LocalStack, StackPorts, provision_app_stores, start_functions_host, stop_pid
 from shared.config import Settings
 from shared.models import ChunkDocument, JobOptions
 from shared.services.context import AppContext
@@ -94,21 +91,12 @@ def pipeline_images_per_second(urls: list[str], processes: int, env: dict[str, s
         return len(urls) / (time.perf_counter() - started)
 
 
-def run_job(stack: LocalStack, env: dict[str, str], urls: list[str], workers: int, work: Path) -> dict[str, Any]:
+def run_job(env: dict[str, str], urls: list[str], workers: int, work: Path) -> dict[str, Any]:
     port = StackPorts.free().blob
-    host_env = {k: v for k, v in os.environ.items() if not k.startswith("FUNCTIONS_")}
-    host_env.update(env, FUNCTIONS_WORKER_PROCESS_COUNT=str(workers), PYTHONUNBUFFERED="1")
-    log = work / f"host-{workers}.log"
-    with log.open("ab") as out:
-        host = subprocess.Popen(
-            [sys.executable, "-m", "devstack.funchost", "--script-root", str(ROOT), "--port", str(port)],
-            cwd=ROOT, env=host_env, stdout=out, stderr=subprocess.STDOUT,
-        )  # fmt: skip
+    host = start_functions_host(
+        {**env, "FUNCTIONS_WORKER_PROCESS_COUNT": str(workers)}, port, work / f"host-{workers}.log"
+    )
     try:
-        while "funchost ready" not in log.read_text(errors="replace"):
-            if host.poll() is not None:
-                raise RuntimeError(log.read_text()[-3000:])
-            time.sleep(0.2)
         ctx = AppContext.from_settings(Settings.from_env(env))
         key = create_tenant(ctx.store, "bench", "enterprise").api_key
         request = urllib.request.Request(
@@ -122,7 +110,7 @@ def run_job(stack: LocalStack, env: dict[str, str], urls: list[str], workers: in
             if job and job[0].state.terminal:
                 break
             time.sleep(1)
-        chunks = [c for c in ctx.store.finished_chunks_since(job_id, 0.0)]
+        chunks = ctx.store.finished_chunks_since(job_id, 0.0)
         return summarise(job[0].counts.succeeded, chunks, job[0].shards)
     finally:
         stop_pid(host.pid, grace=15, popen=host)
@@ -181,12 +169,10 @@ def main() -> int:
             stack.start()
             try:
                 env = {**stack.settings_env(), **BENCH_SETTINGS}
-                settings = Settings.from_env(env)
-                provision_local(make_cosmos_client(settings), settings)
-                BlobStore.from_settings(settings).provision_local()
+                provision_app_stores(env)
                 baseline = pipeline_images_per_second(urls[: max(100, args.images // 10)], workers, env)
                 before = {p.name: cpu_seconds(p.pid) for p in stack.processes}
-                result = run_job(stack, env, urls, workers, Path(tmp))
+                result = run_job(env, urls, workers, Path(tmp))
                 emulator_cpu = {p.name: round(cpu_seconds(p.pid) - before[p.name], 1) for p in stack.processes}
             finally:
                 stack.stop()

@@ -234,6 +234,42 @@ class LocalStack:
         self.stop()
 
 
+def provision_app_stores(settings_env: dict[str, str]) -> None:
+    """Creates the Cosmos database and containers and the blob containers the app uses, on the local emulators
+    (in Azure the Bicep creates them)."""
+    from shared.adapters.blobs import BlobStore
+    from shared.adapters.cosmos import make_cosmos_client, provision_local
+    from shared.config import Settings
+
+    settings = Settings.from_env(settings_env)
+    provision_local(make_cosmos_client(settings), settings)
+    BlobStore.from_settings(settings).provision_local()
+
+
+def start_functions_host(
+    settings_env: dict[str, str], port: int, log_path: Path, timeout: float = 90.0, extra_args: Sequence[str] = ()
+) -> subprocess.Popen[bytes]:
+    """Starts the development Functions host on function_app.py with these app settings (they win over the
+    caller's FUNCTIONS_* environment) and returns once it reports ready. Stop it with stop_pid."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("FUNCTIONS_")}
+    env.update(settings_env, PYTHONUNBUFFERED="1")
+    with log_path.open("ab") as out:
+        process = subprocess.Popen(
+            [sys.executable, "-m", "devstack.funchost", "--script-root", str(ROOT), "--port", str(port), *extra_args],
+            cwd=ROOT,
+            env=env,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+        )
+    deadline = time.monotonic() + timeout
+    while "funchost ready" not in log_path.read_text(errors="replace"):
+        if process.poll() is not None or time.monotonic() > deadline:
+            stop_pid(process.pid, grace=5, popen=process)
+            raise RuntimeError(f"the Functions host did not start:\n{_tail(str(log_path), 60)}")
+        time.sleep(0.1)
+    return process
+
+
 def stop_pid(pid: int, grace: float = 10.0, popen: subprocess.Popen[bytes] | None = None) -> None:
     """SIGTERM, wait up to `grace` seconds, then SIGKILL. Only the PID this module started."""
     try:

@@ -19,23 +19,13 @@ import threading
 from collections.abc import Sequence
 from pathlib import Path
 
-from devstack.stack import ROOT, LocalStack, StackPorts, stop_pid
+from devstack.stack import ROOT, LocalStack, StackPorts, provision_app_stores, stop_pid
 
 
 def app_settings(local_settings: Path, stack: LocalStack) -> dict[str, str]:
     values = {k: str(v) for k, v in json.loads(local_settings.read_text()).get("Values", {}).items()}
     values.update(stack.settings_env())  # the stack's actual endpoints win over stale files
     return values
-
-
-def provision(settings_env: dict[str, str]) -> None:
-    from shared.adapters.blobs import BlobStore
-    from shared.adapters.cosmos import make_cosmos_client, provision_local
-    from shared.config import Settings
-
-    settings = Settings.from_env(settings_env)
-    provision_local(make_cosmos_client(settings), settings)
-    BlobStore.from_settings(settings).provision_local()
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -62,7 +52,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     host: subprocess.Popen[bytes] | None = None
     try:
         env = {**os.environ, **app_settings(local_settings, stack)}
-        provision(env)
+        provision_app_stores(env)
         for proc in stack.processes:
             print(f"{proc.name:<11} pid {proc.pid:<7} 127.0.0.1:{proc.port}  log {proc.log}")
         host = subprocess.Popen(

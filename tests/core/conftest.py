@@ -5,8 +5,6 @@ from __future__ import annotations
 
 import json
 import os
-import subprocess
-import sys
 import time
 import urllib.error
 import urllib.request
@@ -17,9 +15,7 @@ from typing import Any
 
 import pytest
 
-from devstack.stack import ROOT, LocalStack, StackPorts, stop_pid
-from shared.adapters.blobs import BlobStore
-from shared.adapters.cosmos import make_cosmos_client, provision_local
+from devstack.stack import LocalStack, StackPorts, provision_app_stores, start_functions_host, stop_pid
 from shared.config import Settings
 from shared.services.context import AppContext
 from shared.services.tenants import create_tenant
@@ -82,9 +78,7 @@ class Api:
 @pytest.fixture(scope="session")
 def app_settings(local_stack: LocalStack) -> dict[str, str]:
     values = {**local_stack.settings_env(), **TEST_SETTINGS}
-    settings = Settings.from_env(values)
-    provision_local(make_cosmos_client(settings), settings)
-    BlobStore.from_settings(settings).provision_local()
+    provision_app_stores(values)
     return values
 
 
@@ -99,44 +93,13 @@ def image_server() -> Iterator[ImageServer]:
         yield server
 
 
-@dataclass
-class HostProcess:
-    process: subprocess.Popen[bytes]
-    log: Path
-
-
 @pytest.fixture(scope="session")
 def app_host(app_settings: dict[str, str], tmp_path_factory: pytest.TempPathFactory) -> Iterator[Api]:
     port = StackPorts.free().blob
     log = Path(tmp_path_factory.mktemp("host")) / "host.log"
-    env = {k: v for k, v in os.environ.items() if not k.startswith("FUNCTIONS_")}
-    env.update(app_settings, PYTHONUNBUFFERED="1")
-    with log.open("ab") as out:
-        process = subprocess.Popen(
-            [
-                sys.executable,
-                "-m",
-                "devstack.funchost",
-                "--script-root",
-                str(ROOT),
-                "--port",
-                str(port),
-                "--shutdown-grace",
-                "3",
-            ],
-            cwd=ROOT,
-            env=env,
-            stdout=out,
-            stderr=subprocess.STDOUT,
-        )
-    api = Api(f"http://127.0.0.1:{port}")
-    deadline = time.monotonic() + 90
+    process = start_functions_host(app_settings, port, log, extra_args=("--shutdown-grace", "3"))
     try:
-        while "funchost ready" not in log.read_text(errors="replace"):
-            if process.poll() is not None or time.monotonic() > deadline:
-                raise RuntimeError(f"host did not start:\n{log.read_text(errors='replace')[-4000:]}")
-            time.sleep(0.1)
-        yield api
+        yield Api(f"http://127.0.0.1:{port}")
     finally:
         stop_pid(process.pid, grace=15, popen=process)
         if os.environ.get("SHOW_HOST_LOG"):

@@ -8,10 +8,7 @@ million images are planned and counted but never fetched.
 from __future__ import annotations
 
 import json
-import os
 import statistics
-import subprocess
-import sys
 import time
 import urllib.request
 from collections.abc import Iterator
@@ -20,9 +17,7 @@ from pathlib import Path
 import pytest
 from azure.servicebus import ServiceBusClient
 
-from devstack.stack import ROOT, LocalStack, StackPorts, stop_pid
-from shared.adapters.blobs import BlobStore
-from shared.adapters.cosmos import make_cosmos_client, provision_local
+from devstack.stack import LocalStack, StackPorts, provision_app_stores, start_functions_host, stop_pid
 from shared.config import EXPAND_QUEUE, MANIFESTS_CONTAINER, Lane, Settings
 from shared.models import ChunkMessage, ExpandMessage
 from shared.services.context import AppContext
@@ -41,23 +36,12 @@ def quiet_app(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, A
     host = None
     try:
         env = {**stack.settings_env(), "EXPAND_BATCH_CHUNKS": "200"}
-        settings = Settings.from_env(env)
-        provision_local(make_cosmos_client(settings), settings)
-        BlobStore.from_settings(settings).provision_local()
-        host_env = {k: v for k, v in os.environ.items() if not k.startswith("FUNCTIONS_")}
-        host_env.update(env, FUNCTIONS_WORKER_PROCESS_COUNT="1")
-        host_env.update({f"AzureWebJobs.{name}.Disabled": "true" for name in DISABLED})
+        provision_app_stores(env)
+        host_settings = {**env, "FUNCTIONS_WORKER_PROCESS_COUNT": "1"}
+        host_settings.update({f"AzureWebJobs.{name}.Disabled": "true" for name in DISABLED})
         port = StackPorts.free().blob
-        log = work / "host.log"
-        with log.open("ab") as out:
-            host = subprocess.Popen(
-                [sys.executable, "-m", "devstack.funchost", "--script-root", str(ROOT), "--port", str(port)],
-                cwd=ROOT, env=host_env, stdout=out, stderr=subprocess.STDOUT,
-            )  # fmt: skip
-        deadline = time.monotonic() + 60
-        while "funchost ready" not in log.read_text(errors="replace"):
-            assert host.poll() is None and time.monotonic() < deadline, log.read_text()[-3000:]
-            time.sleep(0.1)
+        host = start_functions_host(host_settings, port, work / "host.log", timeout=60)
+        settings = Settings.from_env(env)
         yield f"http://127.0.0.1:{port}", AppContext.from_settings(settings), stack
     finally:
         if host is not None:
