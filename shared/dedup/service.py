@@ -1,7 +1,8 @@
 """The duplicate index as the chunk worker and the status timer use it.
 
-register_image (worker, per image): claims the SHA-256 (create-if-absent: exact duplicates), writes the image's
-entry with its pHash band values, then looks up candidates by band keys and confirms them on the full distances.
+register_image (worker, per image): claims the SHA-256 (create-if-absent: exact duplicates). An exact duplicate
+records its match to the first image with those bytes and stops there. Otherwise it writes the image's entry with
+its pHash band values, then looks up candidates by band keys and confirms them on the full distances.
 Writing before looking up means that of two concurrent registrations of near duplicates at least one sees the other
 in a store whose reads show every acknowledged write (the emulator; Cosmos with strong consistency). With session
 consistency another client's write can be briefly invisible, so reconcile_job (status timer, once a job is
@@ -50,20 +51,24 @@ class DuplicateService:
     ) -> DuplicateHit:
         ref = ImageRef(job_id=job_id, image_id=image_id)
         holder = self._store.claim_sha256(tenant_id, sha256, ref)
-        exact_of = holder if holder != ref else None
         entry = IndexEntry(ref=ref, sha256=sha256, phash=phash, dhash=dhash, phash_mirror=phash_mirror)
+        if holder != ref:
+            # An exact duplicate joins its holder's group and stays out of the band index: the holder stands for
+            # these bytes in every near look-up. Otherwise each copy of a popular image would be a candidate of
+            # every later look-up near it, and each copy's look-up would return all earlier copies (quadratic).
+            entry.matches = [Match(ref=holder, kind=MatchKind.EXACT)]
+            self._store.put_entry(tenant_id, entry)
+            return DuplicateHit(exact_of=holder)
         if phash is not None:
             entry.bands = self._scheme.split(parse_hash(phash))
             entry.band_scheme = self._scheme.name
-        if exact_of is not None:
-            entry.matches = [Match(ref=exact_of, kind=MatchKind.EXACT)]
         self._store.put_entry(tenant_id, entry)  # first: so that concurrent registrations can find this one
 
         near = self._confirmed_near_matches(tenant_id, entry)
         if near:
             entry.matches = _merge(entry.matches, near)
             self._store.put_entry(tenant_id, entry)
-        return DuplicateHit(exact_of=exact_of, near=[m for m in entry.matches if m.kind is MatchKind.NEAR])
+        return DuplicateHit(near=[m for m in entry.matches if m.kind is MatchKind.NEAR])
 
     def duplicate_groups(self, tenant_id: str, job_id: str) -> list[DuplicateGroup]:
         """The job's duplicate groups as recorded so far (exact once reconcile_job has run for the job)."""
@@ -84,7 +89,7 @@ class DuplicateService:
 
     def _confirmed_near_matches(self, tenant_id: str, entry: IndexEntry) -> list[Match]:
         hashes = entry.perceptual()
-        if hashes is None:
+        if hashes is None or not entry.bands:  # no perceptual hashes, or an exact duplicate (see register_image)
             return []
         probe = self._scheme.probe(hashes.phash, hashes.phash_mirror)
         matches = []

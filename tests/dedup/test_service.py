@@ -164,6 +164,24 @@ def test_exact_duplicates_by_sha256(store: DuplicateIndexStore) -> None:
     assert [p.kind for p in groups[0].pairs] == [MatchKind.EXACT]
 
 
+def test_copies_of_one_image_stay_out_of_the_band_index(store: DuplicateIndexStore) -> None:
+    """Every copy of a popular image joins the first one's group, but only the first is a near candidate: look-ups
+    stay as cheap as for one image, however many copies the library holds."""
+    tenant, service, rng = _tenant(), DuplicateService(store), random.Random(12)
+    image = _Image(rng)
+    image.register(service, tenant, "job", "0")
+    copies = [image.register(service, tenant, "job", str(index)) for index in range(1, 6)]
+    near = image.near_copy(rng).register(service, tenant, "job", "6")
+
+    assert [(hit.exact_of, hit.near) for hit in copies] == [(ImageRef(job_id="job", image_id="0"), [])] * 5
+    assert [m.ref.image_id for m in near.near] == ["0"]
+    probe = service.band_scheme.probe(image.phash, image.mirror)
+    assert [c.ref.image_id for c in store.find_band_candidates(tenant, service.band_scheme.name, probe)] == ["0", "6"]
+    expected = [[f"job/{index}" for index in range(7)]]
+    assert _member_keys(service.duplicate_groups(tenant, "job")) == expected
+    assert _member_keys(service.reconcile_job(tenant, "job")) == expected
+
+
 def test_exact_duplicates_without_perceptual_hashes(store: DuplicateIndexStore) -> None:
     tenant, service = _tenant(), DuplicateService(store)
     service.register_image(tenant, "job", "0", "e" * 64)
