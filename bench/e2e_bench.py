@@ -3,8 +3,8 @@
     .venv/bin/python -m bench.e2e_bench [--images 2000] [--megapixels 2] [--workers 1,2]
 
 For each worker-process count it starts the stack and the development Functions host, submits one job of
-`--images` JPEGs served from 127.0.0.1 (a handful of distinct photos, each served under many URLs: the pipeline
-still fetches, decodes, thumbnails, hashes and registers every one), and reads, from the chunk records:
+`--images` JPEGs served from 127.0.0.1 (`--distinct` different photos, each under images/distinct URLs: the
+pipeline still fetches, decodes, thumbnails, hashes and registers every one), and reads, from the chunk records:
 
 - end-to-end images/s (first chunk start to last chunk end), against the pipeline alone (fetch + process_image in
   the same number of processes, no queue, no Cosmos, no Blob) — the target is >= 80 %;
@@ -39,7 +39,6 @@ from shared.services.context import AppContext
 from shared.services.tenants import create_tenant
 from tests.core.image_server import running_image_server
 
-DISTINCT = 8
 # Chunks of 100 and a per-job cap equal to host.json's maxConcurrentSessions (2): the job fills every consumer,
 # each session carries a run of chunks (so the gaps between them show the queue's own cost), and the tail where
 # fewer chunks than consumers remain stays short.
@@ -50,15 +49,28 @@ BENCH_SETTINGS = {
 }
 
 
+PHOTOS = ["astronaut", "coffee", "chelsea", "rocket", "immunohistochemistry", "retina", "hubble_deep_field", "cat",
+          "camera", "moon", "page", "coins", "horse", "clock", "grass", "gravel", "brick"]  # fmt: skip
+
+
 def photo_jpeg(seed: int, megapixels: float) -> bytes:
-    """A camera-like JPEG: one of scikit-image's shipped photos, resized, with a little grain."""
+    """A camera-like JPEG: a crop (its place and size chosen by `seed`) of one of scikit-image's shipped photos,
+    resized to `megapixels`, with a little grain. Different seeds give different bytes and, almost always,
+    perceptual hashes that are not near each other (unrelated images for the duplicate index)."""
+    import random
+
     import numpy as np
     from PIL import Image
     from skimage import data as samples
 
-    names = ["astronaut", "coffee", "chelsea", "rocket", "immunohistochemistry", "retina", "hubble_deep_field", "cat"]
-    array = getattr(samples, names[seed % len(names)])()
-    img = Image.fromarray(array).convert("RGB")
+    rng = random.Random(seed)
+    img = Image.fromarray(getattr(samples, PHOTOS[seed % len(PHOTOS)])()).convert("RGB")
+    scale = rng.uniform(0.5, 0.9)
+    width, height = int(img.width * scale), int(img.height * scale)
+    left, top = rng.randint(0, img.width - width), rng.randint(0, img.height - height)
+    img = img.crop((left, top, left + width, top + height))
+    if rng.random() < 0.5:
+        img = img.transpose(Image.Transpose.FLIP_TOP_BOTTOM)
     scale = (megapixels * 1e6 / (img.width * img.height)) ** 0.5
     img = img.resize((int(img.width * scale), int(img.height * scale)), Image.Resampling.BICUBIC)
     noise = np.random.default_rng(seed).integers(-6, 7, (img.height, img.width, 3))
@@ -66,6 +78,11 @@ def photo_jpeg(seed: int, megapixels: float) -> bytes:
     out = io.BytesIO()
     Image.fromarray(grainy).save(out, "JPEG", quality=90)
     return out.getvalue()
+
+
+def photos(distinct: int, megapixels: float) -> list[bytes]:
+    with ProcessPoolExecutor(2) as pool:
+        return list(pool.map(photo_jpeg, range(distinct), [megapixels] * distinct, chunksize=16))
 
 
 def _pipeline_one(args: tuple[str, dict[str, Any], dict[str, str]]) -> float:
@@ -156,14 +173,24 @@ def main() -> int:
     parser.add_argument("--images", type=int, default=2000)
     parser.add_argument("--megapixels", type=float, default=2.0)
     parser.add_argument("--workers", default="1,2")
+    parser.add_argument(
+        "--distinct", type=int, default=8,
+        help="distinct photos, each served under images/distinct URLs (exact duplicates of each other); "
+        "set it to --images for a job of unrelated images",
+    )  # fmt: skip
     args = parser.parse_args()
     # SIGTERM unwinds like Ctrl-C, so the emulators and the host started below are stopped by their PIDs.
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
-    photos = [photo_jpeg(seed, args.megapixels) for seed in range(DISTINCT)]
+    distinct = max(1, min(args.distinct, args.images))
     with tempfile.TemporaryDirectory() as tmp, running_image_server() as server:
-        server.images = photos
+        server.images = photos(distinct, args.megapixels)
         urls = [server.url(f"/img/{i}.jpg") for i in range(args.images)]
-        print(f"{args.images} JPEGs of {args.megapixels} MP ({len(photos[0]) // 1024} KB), default analyses")
+        size_kb = statistics.mean(len(p) for p in server.images) / 1024
+        print(
+            f"{args.images} JPEGs of {args.megapixels} MP (mean {size_kb:.0f} KB), {distinct} distinct "
+            f"({args.images - distinct} exact duplicates), default analyses",
+            flush=True,
+        )
         for workers in [int(w) for w in args.workers.split(",")]:
             stack = LocalStack(data_dir=Path(tmp) / f"stack-{workers}", ports=StackPorts.free())
             stack.start()
