@@ -14,6 +14,7 @@ import argparse
 import contextlib
 import json
 import os
+import shutil
 import signal
 import socket
 import subprocess
@@ -168,7 +169,10 @@ class LocalStack:
                 str(p.table),
             ], p.blob
         if name == "cosmos":
-            return [str(NODE_BIN / "cosmosdb-server"), "--host", "127.0.0.1", "-p", str(p.cosmos)], p.cosmos
+            # Through a launcher that turns on keep-alive (the package's CLI closes every connection).
+            launcher = ROOT / "devstack" / "cosmos_server.js"
+            node = shutil.which("node") or "node"
+            return [node, str(launcher), "--host", "127.0.0.1", "--port", str(p.cosmos)], p.cosmos
         if name == "servicebus":
             return [
                 sys.executable,
