@@ -6,11 +6,12 @@ Documents (all in the tenant's partition):
 - `img.{job}.{image}`: one document per image with its hashes, its pHash band values as separate fields
   b0..b{n-1} (Cosmos indexes every path by default), and the matches confirmed for it. Nothing else is written, so
   concurrent workers never contend for a document.
-Band candidates are one query of equality look-ups on the band fields, OR-ed (`c.b3 IN (@v1, @v2) OR ...`): index
-seeks on those keys, never a scan of the partition. This needs no GROUP BY, aggregate, OFFSET or batch, which the
-local emulator lacks (notes/local-emulators-facts.md). Queries set enable_cross_partition_query with a filter on the
-partition key (the emulator cannot page a query given partition_key=); the filter still routes them to one
-partition on the real service.
+Band candidates are one query of look-ups on the band fields, OR-ed (`ARRAY_CONTAINS(@b3, c.b3) OR ...`, one array
+of probed values a band): range-index look-ups of those keys, never a scan of the partition on the service (the
+local emulator has no index and scans the container for every query). This needs no GROUP BY, aggregate, OFFSET or
+batch, which the local emulator lacks (notes/local-emulators-facts.md). Queries set enable_cross_partition_query
+with a filter on the partition key (the emulator cannot page a query given partition_key=); the filter still routes
+them to one partition on the real service.
 """
 
 from __future__ import annotations
@@ -108,13 +109,11 @@ class CosmosDuplicateIndexStore:
         ]
         clauses = []
         for band, values in enumerate(probe):
-            names = []
-            for position, value in enumerate(sorted(values)):
-                name = f"@b{band}_{position}"
-                parameters.append({"name": name, "value": value})
-                names.append(name)
-            if names:
-                clauses.append(f"c.b{band} IN ({', '.join(names)})")
+            if values:
+                # One array parameter a band: the query text stays the same for every probe (the service and the
+                # emulator cache its plan), however many keys a radius search brings.
+                parameters.append({"name": f"@b{band}", "value": sorted(values)})
+                clauses.append(f"ARRAY_CONTAINS(@b{band}, c.b{band})")
         if not clauses:
             return []
         query = (

@@ -1,4 +1,4 @@
-"""The band index guarantee: hashes within distance d < bands share a band exactly; and the policy's rules."""
+"""The band index guarantee: hashes within the scheme's distance are always probed; and the policy's rules."""
 
 from __future__ import annotations
 
@@ -56,10 +56,43 @@ def test_the_guarantee_is_tight_one_more_bit_can_touch_every_band() -> None:
     assert all(x != y for x, y in zip(scheme.split(a), scheme.split(b), strict=True))
 
 
+@pytest.mark.parametrize(("bands", "radius"), [(4, 1), (4, 2), (6, 1), (3, 3)])
+def test_with_a_radius_hashes_within_the_guaranteed_distance_are_probed(bands: int, radius: int) -> None:
+    scheme = BandScheme(bands, radius)
+    rng = random.Random(bands * 10 + radius)
+    for _ in range(2000):
+        a = rng.getrandbits(64)
+        b = _flip_bits(a, rng.randint(0, scheme.guaranteed_distance), rng)
+        probe = scheme.probe(a)
+        assert any(value in keys for value, keys in zip(scheme.split(b), probe, strict=True))
+
+
+def test_with_a_radius_the_guarantee_is_tight() -> None:
+    scheme = BandScheme(4, 2)
+    a = random.Random(6).getrandbits(64)
+    b = a
+    for offset in (0, 16, 32, 48):  # three flipped bits in each 16-bit band: distance 12
+        for bit in range(3):
+            b ^= 1 << (63 - offset - bit)
+    assert (scheme.guaranteed_distance, hamming(a, b)) == (11, 12)
+    assert not any(value in keys for value, keys in zip(scheme.split(b), scheme.probe(a), strict=True))
+
+
+def test_probe_sizes_grow_with_the_radius() -> None:
+    one_hash = 0x0123456789ABCDEF
+    assert [len(keys) for keys in BandScheme(4, 2).probe(one_hash)] == [1 + 16 + 120] * 4
+    assert [len(keys) for keys in BandScheme(4, 1).probe(one_hash)] == [17] * 4
+    with pytest.raises(ValueError, match="radius"):
+        BandScheme(32, 3)
+
+
 def test_default_scheme_covers_the_largest_policy_distance() -> None:
     policy = NearDuplicatePolicy()
     scheme = BandScheme.for_max_distance(policy.max_phash_distance)
-    assert (policy.max_phash_distance, scheme.bands) == (10, 11)
+    assert (policy.max_phash_distance, scheme.bands, scheme.radius, scheme.name) == (10, 4, 2, "4x64r2")
+    assert scheme.guaranteed_distance >= policy.max_phash_distance
+    assert BandScheme.for_max_distance(3) == BandScheme(4, 0)
+    assert BandScheme.for_max_distance(4) == BandScheme(4, 1)
 
 
 def test_probe_holds_each_hashes_band_values() -> None:

@@ -1,0 +1,1 @@
+"""Benchmark scripts: each prints figures from one run (see the README)."""
