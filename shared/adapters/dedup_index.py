@@ -17,6 +17,7 @@ them to one partition on the real service.
 from __future__ import annotations
 
 import hashlib
+import math
 from collections.abc import Iterator, Sequence
 from typing import Any
 from urllib.parse import quote
@@ -132,5 +133,14 @@ class CosmosDuplicateIndexStore:
             {"name": "@tenant", "value": tenant_id},
             {"name": "@job", "value": job_id},
         ]
+        for item in self._container.query_items(query, parameters=parameters, enable_cross_partition_query=True):
+            yield _entry_from_document(item)
+
+    def entries_written_since(self, tenant_id: str, since_epoch: float | None) -> Iterator[IndexEntry]:
+        query = "SELECT * FROM c WHERE c.tenantId = @tenant AND c.kind = 'image'"
+        parameters: list[dict[str, Any]] = [{"name": "@tenant", "value": tenant_id}]
+        if since_epoch is not None:
+            query += " AND c._ts >= @since"  # _ts: the service's write time, whole seconds
+            parameters.append({"name": "@since", "value": math.floor(since_epoch)})
         for item in self._container.query_items(query, parameters=parameters, enable_cross_partition_query=True):
             yield _entry_from_document(item)

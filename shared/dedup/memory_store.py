@@ -4,6 +4,7 @@ single-process tools. Band keys are kept in a dict of sets, so look-ups are by k
 from __future__ import annotations
 
 import threading
+import time
 from collections import defaultdict
 from collections.abc import Iterator, Sequence
 
@@ -15,6 +16,7 @@ class InMemoryDuplicateIndexStore:
         self._lock = threading.Lock()
         self._sha: dict[tuple[str, str], ImageRef] = {}
         self._entries: dict[tuple[str, ImageRef], IndexEntry] = {}
+        self._written_at: dict[tuple[str, ImageRef], float] = {}
         self._bands: dict[tuple[str, str, int, int], set[ImageRef]] = defaultdict(set)
 
     def claim_sha256(self, tenant_id: str, sha256: str, ref: ImageRef) -> ImageRef:
@@ -28,6 +30,7 @@ class InMemoryDuplicateIndexStore:
                 for band, value in enumerate(previous.bands):
                     self._bands[(tenant_id, previous.band_scheme, band, value)].discard(entry.ref)
             self._entries[(tenant_id, entry.ref)] = entry.model_copy(deep=True)
+            self._written_at[(tenant_id, entry.ref)] = time.time()
             if entry.band_scheme is not None:
                 for band, value in enumerate(entry.bands):
                     self._bands[(tenant_id, entry.band_scheme, band, value)].add(entry.ref)
@@ -48,6 +51,16 @@ class InMemoryDuplicateIndexStore:
                 entry.model_copy(deep=True)
                 for (tenant, ref), entry in self._entries.items()
                 if tenant == tenant_id and ref.job_id == job_id and (entry.matches or not matched_only)
+            ]
+        yield from sorted(entries, key=lambda e: _order(e.ref))
+
+
+    def entries_written_since(self, tenant_id: str, since_epoch: float | None) -> Iterator[IndexEntry]:
+        with self._lock:
+            entries = [
+                entry.model_copy(deep=True)
+                for (tenant, ref), entry in self._entries.items()
+                if tenant == tenant_id and (since_epoch is None or self._written_at[(tenant, ref)] >= since_epoch)
             ]
         yield from sorted(entries, key=lambda e: _order(e.ref))
 

@@ -1,4 +1,4 @@
-"""The storage the duplicate index needs: four operations, per tenant."""
+"""The storage the duplicate index needs: five operations, per tenant."""
 
 from __future__ import annotations
 
@@ -26,4 +26,9 @@ class DuplicateIndexStore(Protocol):
 
     def job_entries(self, tenant_id: str, job_id: str, *, matched_only: bool = False) -> Iterator[IndexEntry]:
         """The job's entries (only those with matches, if asked)."""
+        ...
+
+    def entries_written_since(self, tenant_id: str, since_epoch: float | None) -> Iterator[IndexEntry]:
+        """The tenant's entries written at or after `since_epoch` (seconds; whole seconds are enough), or all of
+        them for None."""
         ...

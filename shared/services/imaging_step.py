@@ -8,6 +8,7 @@ registers successful images in the tenant's duplicate index.
 from __future__ import annotations
 
 import threading
+from datetime import timedelta
 from typing import Any
 
 from shared.config import Settings
@@ -17,6 +18,10 @@ from shared.imaging.isolation import IsolatedImagePipeline
 from shared.models import JobDocument, JobOptions
 
 _local = threading.local()
+
+# Entries written this long before a job was created are treated as possibly racing its registrations too: covers
+# clock skew between the workers and the service, and replicas catching up.
+RACING_WRITES_MARGIN = timedelta(minutes=10)
 
 
 def imaging_options(options: JobOptions, settings: Settings) -> ImagingOptions:
@@ -63,5 +68,6 @@ def register_duplicates(
 
 def job_duplicate_groups(dedup: DuplicateService, job: JobDocument) -> list[list[str]]:
     """The job's exact duplicate groups (reconciled once the job is complete), as sorted lists of image ids."""
-    groups = dedup.reconcile_job(job.tenant_id, job.job_id)
+    racing_since = (job.created_at - RACING_WRITES_MARGIN).timestamp()
+    groups = dedup.reconcile_job(job.tenant_id, job.job_id, racing_since=racing_since)
     return sorted(sorted(member.image_id for member in group.members) for group in groups)

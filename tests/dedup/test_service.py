@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import random
 import threading
+import time
 import uuid
 from collections.abc import Iterator, Sequence
 
@@ -258,9 +259,24 @@ class _BlindStore:
     def job_entries(self, tenant_id: str, job_id: str, *, matched_only: bool = False) -> Iterator[IndexEntry]:
         return self._inner.job_entries(tenant_id, job_id, matched_only=matched_only)
 
+    def entries_written_since(self, tenant_id: str, since_epoch: float | None) -> Iterator[IndexEntry]:
+        return self._inner.entries_written_since(tenant_id, since_epoch)
+
+
+class _CountingStore(_BlindStore):
+    """Sees everything; counts candidate look-ups."""
+
+    look_ups = 0
+
+    def find_band_candidates(
+        self, tenant_id: str, band_scheme: str, probe: Sequence[frozenset[int]]
+    ) -> list[IndexEntry]:
+        self.look_ups += 1
+        return self._inner.find_band_candidates(tenant_id, band_scheme, probe)
+
 
 def test_reconcile_finds_pairs_that_racing_registrations_missed(store: DuplicateIndexStore) -> None:
-    tenant, rng = _tenant(), random.Random(6)
+    tenant, rng, started = _tenant(), random.Random(6), time.time()
     racing = DuplicateService(_BlindStore(store))
     original = _Image(rng)
     original.register(racing, tenant, "job", "0")
@@ -269,11 +285,39 @@ def test_reconcile_finds_pairs_that_racing_registrations_missed(store: Duplicate
     service = DuplicateService(store)
     assert service.duplicate_groups(tenant, "job") == []
 
-    groups = service.reconcile_job(tenant, "job")
+    groups = service.reconcile_job(tenant, "job", racing_since=started - 1)
 
     assert _member_keys(groups) == [["job/0", "job/1", "job/2"]]
     assert _member_keys(service.duplicate_groups(tenant, "job")) == [["job/0", "job/1", "job/2"]]
     assert _member_keys(service.reconcile_job(tenant, "job")) == [["job/0", "job/1", "job/2"]], "idempotent"
+
+
+def test_reconcile_reads_the_window_once_instead_of_a_look_up_an_image(store: DuplicateIndexStore) -> None:
+    tenant, rng = _tenant(), random.Random(7)
+    counting = _CountingStore(store)
+    service = DuplicateService(counting)
+    original = _Image(rng)
+    original.register(service, tenant, "job", "0")
+    for index in range(1, 4):
+        original.near_copy(rng).register(service, tenant, "job", str(index))
+    counting.look_ups = 0
+
+    groups = service.reconcile_job(tenant, "job", racing_since=time.time() - 60)
+
+    assert _member_keys(groups) == [["job/0", "job/1", "job/2", "job/3"]]
+    assert counting.look_ups == 0
+
+
+def test_entries_written_since_splits_at_the_write_time(store: DuplicateIndexStore) -> None:
+    tenant = _tenant()
+    store.put_entry(tenant, IndexEntry(ref=ImageRef(job_id="j", image_id="old"), sha256="1" * 64))
+    time.sleep(1.1 - time.time() % 1 + 0.05)  # the service's write times are whole seconds: cross a boundary
+    since = time.time()
+    store.put_entry(tenant, IndexEntry(ref=ImageRef(job_id="j", image_id="new"), sha256="2" * 64))
+
+    assert [e.ref.image_id for e in store.entries_written_since(tenant, since)] == ["new"]
+    assert sorted(e.ref.image_id for e in store.entries_written_since(tenant, None)) == ["new", "old"]
+    assert list(store.entries_written_since(_tenant(), None)) == []
 
 
 def test_two_workers_registering_near_duplicates_at_once_end_in_one_group(store: DuplicateIndexStore) -> None:
