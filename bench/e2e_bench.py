@@ -34,7 +34,7 @@ from typing import Any
 
 from devstack.stack import LocalStack, StackPorts, provision_app_stores, start_functions_host, stop_pid
 from shared.config import Settings
-from shared.models import ChunkDocument, JobOptions
+from shared.models import DEFAULT_ANALYSES, ChunkDocument, JobOptions
 from shared.services.context import AppContext
 from shared.services.tenants import create_tenant
 from tests.core.image_server import running_image_server
@@ -99,16 +99,16 @@ def _pipeline_one(args: tuple[str, dict[str, Any], dict[str, str]]) -> float:
     return time.perf_counter() - started
 
 
-def pipeline_images_per_second(urls: list[str], processes: int, env: dict[str, str]) -> float:
-    options = JobOptions().model_dump(mode="json")
+def pipeline_images_per_second(urls: list[str], processes: int, env: dict[str, str], options: JobOptions) -> float:
+    as_json = options.model_dump(mode="json")
     with ProcessPoolExecutor(processes) as pool:
-        list(pool.map(_pipeline_one, [(urls[0], options, env)] * processes))  # warm-up: imports, cascade
+        list(pool.map(_pipeline_one, [(urls[0], as_json, env)] * processes))  # warm-up: imports, cascade
         started = time.perf_counter()
-        list(pool.map(_pipeline_one, [(u, options, env) for u in urls], chunksize=4))
+        list(pool.map(_pipeline_one, [(u, as_json, env) for u in urls], chunksize=4))
         return len(urls) / (time.perf_counter() - started)
 
 
-def run_job(env: dict[str, str], urls: list[str], workers: int, work: Path) -> dict[str, Any]:
+def run_job(env: dict[str, str], urls: list[str], workers: int, work: Path, options: JobOptions) -> dict[str, Any]:
     port = StackPorts.free().blob
     host = start_functions_host(
         {**env, "FUNCTIONS_WORKER_PROCESS_COUNT": str(workers)}, port, work / f"host-{workers}.log"
@@ -116,8 +116,9 @@ def run_job(env: dict[str, str], urls: list[str], workers: int, work: Path) -> d
     try:
         ctx = AppContext.from_settings(Settings.from_env(env))
         key = create_tenant(ctx.store, "bench", "enterprise").api_key
+        body = {"urls": urls, "options": options.model_dump(mode="json", exclude_none=True)}
         request = urllib.request.Request(
-            f"http://127.0.0.1:{port}/api/jobs", data=json.dumps({"urls": urls}).encode(), method="POST",
+            f"http://127.0.0.1:{port}/api/jobs", data=json.dumps(body).encode(), method="POST",
             headers={"Authorization": f"Bearer {key}", "Content-Type": "application/json"},
         )  # fmt: skip
         posted_at = time.monotonic()
@@ -184,17 +185,22 @@ def main() -> int:
         help="distinct photos, each served under images/distinct URLs (exact duplicates of each other); "
         "set it to --images for a job of unrelated images",
     )  # fmt: skip
+    parser.add_argument(
+        "--analyses", default=",".join(DEFAULT_ANALYSES),
+        help="comma-separated analyses for the job and the baseline (default: the job default)",
+    )  # fmt: skip
     args = parser.parse_args()
     # SIGTERM unwinds like Ctrl-C, so the emulators and the host started below are stopped by their PIDs.
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
     distinct = max(1, min(args.distinct, args.images))
+    options = JobOptions.model_validate({"analyses": [a for a in args.analyses.split(",") if a]})
     with tempfile.TemporaryDirectory() as tmp, running_image_server() as server:
         server.images = photos(distinct, args.megapixels)
         urls = [server.url(f"/img/{i}.jpg") for i in range(args.images)]
         size_kb = statistics.mean(len(p) for p in server.images) / 1024
         print(
             f"{args.images} JPEGs of {args.megapixels} MP (mean {size_kb:.0f} KB), {distinct} distinct "
-            f"({args.images - distinct} exact duplicates), default analyses",
+            f"({args.images - distinct} exact duplicates), analyses {','.join(options.analyses)}",
             flush=True,
         )
         for workers in [int(w) for w in args.workers.split(",")]:
@@ -203,9 +209,9 @@ def main() -> int:
             try:
                 env = {**stack.settings_env(), **BENCH_SETTINGS}
                 provision_app_stores(env)
-                baseline = pipeline_images_per_second(urls[: max(100, args.images // 10)], workers, env)
+                baseline = pipeline_images_per_second(urls[: max(100, args.images // 10)], workers, env, options)
                 before = {p.name: cpu_seconds(p.pid) for p in stack.processes}
-                result = run_job(env, urls, workers, Path(tmp))
+                result = run_job(env, urls, workers, Path(tmp), options)
                 emulator_cpu = {p.name: round(cpu_seconds(p.pid) - before[p.name], 1) for p in stack.processes}
             finally:
                 stack.stop()
