@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import base64
 from collections import Counter
-from collections.abc import Iterable
+from collections.abc import Collection, Iterable
 from datetime import datetime
 
 from shared.models import ChunkDocument, DeadLetterDocument, DeadLetteredChunk, ImageCounts, JobDocument, JobState
@@ -58,8 +58,10 @@ def apply_progress(
     dead_letters: Iterable[DeadLetterDocument],
     now: datetime,
     expansion_done: bool,
+    newly_finished: Collection[int] = (),
 ) -> bool:
-    """Sets counts, state, throughput and ETA from what is known now. Returns True if the job just ended."""
+    """Sets counts, state, throughput and ETA from what is known now. Returns True if the job just ended.
+    `newly_finished`: the chunks fold_finished has just added."""
     in_progress = [c for c in running if not bitmap_has(job.finished_chunks, c.chunk)]
     counts = job.finished_counts
     codes = Counter(job.finished_error_codes)
@@ -82,8 +84,10 @@ def apply_progress(
     ]
     unresolved = {d.chunk for d in dead if not d.replayed and not bitmap_has(job.finished_chunks, d.chunk)}
     replaying = {d.chunk for d in dead if d.replayed and not bitmap_has(job.finished_chunks, d.chunk)}
-    if job.state.terminal and replaying and job.state != JobState.CANCELLED:
-        # Dead-lettered chunks were re-sent: the job runs again until they are accounted for.
+    if job.state.terminal and (replaying or newly_finished) and job.state != JobState.CANCELLED:
+        # Dead-lettered chunks were re-sent: the job runs again until they are accounted for. A replayed chunk may
+        # also have finished before any roll-up saw it re-sent (then it arrives here as newly finished, and the end
+        # state must be decided again). An ended job has every other chunk folded already.
         job.state, job.finished_at = JobState.RUNNING, None
 
     started = [c.started_at for c in in_progress]

@@ -113,9 +113,9 @@ def _roll_up_job(ctx: AppContext, job_id: str, now: datetime, report: RollUpRepo
             if expansion.error and "expansion" not in job.error_codes:
                 job.finished_error_codes["expansion"] = 1
     since = (job.rolled_up_at - CLOCK_SKEW_ALLOWANCE).timestamp() if job.rolled_up_at else 0.0
-    fold_finished(job, ctx.store.finished_chunks_since(job_id, since))
+    added = fold_finished(job, ctx.store.finished_chunks_since(job_id, since))
     just_finished = apply_progress(
-        job, ctx.store.running_chunks(job_id), ctx.store.dead_letters(job_id), now, expansion_done
+        job, ctx.store.running_chunks(job_id), ctx.store.dead_letters(job_id), now, expansion_done, added
     )
     if just_finished:
         report.jobs_finished.append(job_id)

@@ -183,6 +183,21 @@ def test_dead_letters_end_a_job_and_a_replay_reopens_it() -> None:
     assert apply_progress(j, [], [dead], T0, True) and j.state is JobState.SUCCEEDED
 
 
+def test_a_replayed_chunk_that_finished_before_any_roll_up_saw_the_replay_still_ends_the_job_again() -> None:
+    j = job(total_chunks=1)
+    dead = DeadLetterDocument(
+        id="j.deadletter.0", jobId="j", chunk=0, lane=Lane.HIGH, reason="MaxDeliveryCountExceeded", description="",
+        dead_lettered_at=T0, body="{}",
+    )  # fmt: skip
+    assert apply_progress(j, [], [dead], T0, True) and j.state is JobState.FAILED
+    dead.replayed = True  # the replay and the chunk's processing both happen between two roll-ups
+
+    added = fold_finished(j, [chunk(0)])
+
+    assert apply_progress(j, [], [dead], T0, True, added) and j.state is JobState.SUCCEEDED
+    assert not apply_progress(j, [], [dead], T0, True, fold_finished(j, [chunk(0)])), "ends once"
+
+
 def test_cancel_and_all_failed_end_states() -> None:
     j = job(total_chunks=1, cancel_requested=True)
     fold_finished(j, [chunk(0, ok=3)])
