@@ -18,12 +18,14 @@ import time
 from collections import Counter
 from dataclasses import dataclass
 from datetime import datetime
+from functools import partial
 from typing import Any
 
 from shared.adapters.blobs import BlobNotFound, BlobTooLarge
 from shared.adapters.servicebus import OutgoingMessage
 from shared.config import MANIFESTS_CONTAINER, ORIGINALS_CONTAINER, THUMBNAILS_CONTAINER
 from shared.fetch import FetchError, FetchPolicy, fetch_image, guarded_client
+from shared.imaging import ImageResult
 from shared.models import (
     ChunkDocument,
     ChunkMessage,
@@ -39,6 +41,7 @@ from shared.planning import encode, message_id, session_id
 from shared.services.context import AppContext
 from shared.services.expand import manifest_lines
 from shared.services.imaging_step import analyse, register_duplicates, stored_facts
+from shared.services.write_behind import WriteBehind
 
 log = logging.getLogger(__name__)
 _thread_state = threading.local()
@@ -107,33 +110,40 @@ def process_chunk(
     budget = ctx.settings.chunk_time_budget_seconds
     last_cancel_check = last_progress = time.monotonic()
     processed = 0
-    for position, ref in enumerate(remaining):
-        now_mono = time.monotonic()
-        if now_mono - started > budget:
-            _continue_later(ctx, message, job[0].shards, delivery_count)
-            store.upsert_chunk(_with_counts(doc, done))
-            return ChunkOutcome(
-                message.job_id,
-                message.chunk,
-                processed,
-                len(images) - len(remaining),
-                doc.counts,
-                finished=False,
-                cancelled=False,
-            )
-        if now_mono - last_cancel_check > CANCEL_CHECK_EVERY_SECONDS:
-            last_cancel_check = now_mono
-            current = store.get_job(message.job_id)
-            if current is None or current[0].cancel_requested:
-                log.info("job %s chunk %d: cancelled after %d images", message.job_id, message.chunk, position)
-                return _finish(ctx, doc, done, cancelled=True, processed=processed, started=started)
-        result = _process_image(ctx, message, ref)
-        store.upsert_image(result)
-        done[ref.index] = None if result.ok else (result.error.code if result.error else "error")
-        processed += 1
-        if now_mono - last_progress > PROGRESS_EVERY_SECONDS:
-            last_progress = now_mono
-            store.upsert_chunk(_with_counts(doc, done))
+    writes = WriteBehind()
+    try:
+        for position, ref in enumerate(remaining):
+            now_mono = time.monotonic()
+            if now_mono - started > budget:
+                done.update(writes.drain())
+                _continue_later(ctx, message, job[0].shards, delivery_count)
+                store.upsert_chunk(_with_counts(doc, done))
+                return ChunkOutcome(
+                    message.job_id,
+                    message.chunk,
+                    processed,
+                    len(images) - len(remaining),
+                    doc.counts,
+                    finished=False,
+                    cancelled=False,
+                )
+            if now_mono - last_cancel_check > CANCEL_CHECK_EVERY_SECONDS:
+                last_cancel_check = now_mono
+                current = store.get_job(message.job_id)
+                if current is None or current[0].cancel_requested:
+                    log.info("job %s chunk %d: cancelled after %d images", message.job_id, message.chunk, position)
+                    done.update(writes.drain())
+                    return _finish(ctx, doc, done, cancelled=True, processed=processed, started=started)
+            analysed = _analyse_image(ctx, message, ref)
+            done.update(writes.submit(partial(_record_image, ctx, message, ref, analysed)))
+            processed += 1
+            if now_mono - last_progress > PROGRESS_EVERY_SECONDS:
+                last_progress = now_mono
+                store.upsert_chunk(_with_counts(doc, done))
+        writes.drain()
+    except BaseException:
+        writes.abandon()
+        raise
 
     # Recount from the store: it is the truth even when two deliveries overlapped.
     final = store.image_outcomes(message.job_id, message.chunk)
@@ -235,7 +245,15 @@ def _fetch(ctx: AppContext, message: ChunkMessage, ref: ImageRef) -> bytes | Ima
         return _image_error(message, ref, f"fetch_{exc.code}", str(exc))
 
 
-def _process_image(ctx: AppContext, message: ChunkMessage, ref: ImageRef) -> ImageResultDocument:
+@dataclass(frozen=True)
+class _Analysed:
+    """An image fetched and analysed successfully, its writes still to do."""
+
+    result: ImageResult
+
+
+def _analyse_image(ctx: AppContext, message: ChunkMessage, ref: ImageRef) -> ImageResultDocument | _Analysed:
+    """Fetch and analysis (no writes): an error result, or what `_record_image` stores."""
     fetched = _fetch(ctx, message, ref)
     if isinstance(fetched, ImageResultDocument):
         return fetched
@@ -244,6 +262,21 @@ def _process_image(ctx: AppContext, message: ChunkMessage, ref: ImageRef) -> Ima
         error = result.error
         code, text = (error.code.value, error.message) if error else ("processing_failed", "no result")
         return _image_error(message, ref, code, text, stored_facts(result))
+    return _Analysed(result)
+
+
+def _record_image(
+    ctx: AppContext, message: ChunkMessage, ref: ImageRef, analysed: ImageResultDocument | _Analysed
+) -> tuple[int, str | None]:
+    """Writes the image's thumbnails, duplicate-index entry and result document (the result last: once it exists,
+    everything it points to does); returns the image's outcome."""
+    document = analysed if isinstance(analysed, ImageResultDocument) else _stored_result(ctx, message, ref, analysed)
+    ctx.store.upsert_image(document)
+    return ref.index, None if document.ok else (document.error.code if document.error else "error")
+
+
+def _stored_result(ctx: AppContext, message: ChunkMessage, ref: ImageRef, analysed: _Analysed) -> ImageResultDocument:
+    result = analysed.result
     thumbnails = []
     for thumb in result.thumbnails:
         name = f"thumbs/{result.sha256}/{thumb.size}.{thumb.format.value}"
