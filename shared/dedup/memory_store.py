@@ -6,7 +6,7 @@ from __future__ import annotations
 import threading
 import time
 from collections import defaultdict
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 
 from shared.dedup.models import ImageRef, IndexEntry
 
@@ -46,22 +46,22 @@ class InMemoryDuplicateIndexStore:
             return [self._entries[(tenant_id, ref)].model_copy(deep=True) for ref in sorted(refs, key=_order)]
 
     def job_entries(self, tenant_id: str, job_id: str, *, matched_only: bool = False) -> Iterator[IndexEntry]:
-        with self._lock:
-            entries = [
-                entry.model_copy(deep=True)
-                for (tenant, ref), entry in self._entries.items()
-                if tenant == tenant_id and ref.job_id == job_id and (entry.matches or not matched_only)
-            ]
-        yield from sorted(entries, key=lambda e: _order(e.ref))
-
+        return self._copies(
+            lambda tenant, ref, entry: tenant == tenant_id
+            and ref.job_id == job_id
+            and (bool(entry.matches) or not matched_only)
+        )
 
     def entries_written_since(self, tenant_id: str, since_epoch: float | None) -> Iterator[IndexEntry]:
+        return self._copies(
+            lambda tenant, ref, _: tenant == tenant_id
+            and (since_epoch is None or self._written_at[(tenant, ref)] >= since_epoch)
+        )
+
+    def _copies(self, keep: Callable[[str, ImageRef, IndexEntry], bool]) -> Iterator[IndexEntry]:
+        """Copies of the entries `keep` accepts, taken under the lock, in a stable order."""
         with self._lock:
-            entries = [
-                entry.model_copy(deep=True)
-                for (tenant, ref), entry in self._entries.items()
-                if tenant == tenant_id and (since_epoch is None or self._written_at[(tenant, ref)] >= since_epoch)
-            ]
+            entries = [entry.model_copy(deep=True) for (t, r), entry in self._entries.items() if keep(t, r, entry)]
         yield from sorted(entries, key=lambda e: _order(e.ref))
 
 

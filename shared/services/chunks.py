@@ -41,7 +41,7 @@ from shared.planning import encode, message_id, session_id
 from shared.services.context import AppContext
 from shared.services.expand import manifest_lines
 from shared.services.imaging_step import analyse, register_duplicates, stored_facts
-from shared.services.write_behind import WriteBehind
+from shared.services.write_behind import ImageOutcome, WriteBehind
 
 log = logging.getLogger(__name__)
 _thread_state = threading.local()
@@ -245,15 +245,8 @@ def _fetch(ctx: AppContext, message: ChunkMessage, ref: ImageRef) -> bytes | Ima
         return _image_error(message, ref, f"fetch_{exc.code}", str(exc))
 
 
-@dataclass(frozen=True)
-class _Analysed:
-    """An image fetched and analysed successfully, its writes still to do."""
-
-    result: ImageResult
-
-
-def _analyse_image(ctx: AppContext, message: ChunkMessage, ref: ImageRef) -> ImageResultDocument | _Analysed:
-    """Fetch and analysis (no writes): an error result, or what `_record_image` stores."""
+def _analyse_image(ctx: AppContext, message: ChunkMessage, ref: ImageRef) -> ImageResultDocument | ImageResult:
+    """Fetch and analysis (no writes): an error result, or the successful analysis `_record_image` stores."""
     fetched = _fetch(ctx, message, ref)
     if isinstance(fetched, ImageResultDocument):
         return fetched
@@ -262,12 +255,12 @@ def _analyse_image(ctx: AppContext, message: ChunkMessage, ref: ImageRef) -> Ima
         error = result.error
         code, text = (error.code.value, error.message) if error else ("processing_failed", "no result")
         return _image_error(message, ref, code, text, stored_facts(result))
-    return _Analysed(result)
+    return result
 
 
 def _record_image(
-    ctx: AppContext, message: ChunkMessage, ref: ImageRef, analysed: ImageResultDocument | _Analysed
-) -> tuple[int, str | None]:
+    ctx: AppContext, message: ChunkMessage, ref: ImageRef, analysed: ImageResultDocument | ImageResult
+) -> ImageOutcome:
     """Writes the image's thumbnails, duplicate-index entry and result document (the result last: once it exists,
     everything it points to does); returns the image's outcome."""
     document = analysed if isinstance(analysed, ImageResultDocument) else _stored_result(ctx, message, ref, analysed)
@@ -275,8 +268,7 @@ def _record_image(
     return ref.index, None if document.ok else (document.error.code if document.error else "error")
 
 
-def _stored_result(ctx: AppContext, message: ChunkMessage, ref: ImageRef, analysed: _Analysed) -> ImageResultDocument:
-    result = analysed.result
+def _stored_result(ctx: AppContext, message: ChunkMessage, ref: ImageRef, result: ImageResult) -> ImageResultDocument:
     thumbnails = []
     for thumb in result.thumbnails:
         name = f"thumbs/{result.sha256}/{thumb.size}.{thumb.format.value}"
