@@ -24,7 +24,7 @@ _authenticator: TenantAuthenticator | None = None
 def json_response(
     status: int, body: BaseModel | dict[str, Any], headers: dict[str, str] | None = None
 ) -> func.HttpResponse:
-    text = body.model_dump_json() if isinstance(body, BaseModel) else json.dumps(body, default=str)
+    text = body.model_dump_json(by_alias=True) if isinstance(body, BaseModel) else json.dumps(body, default=str)
     return func.HttpResponse(text, status_code=status, mimetype="application/json", headers=headers)
 
 

@@ -37,6 +37,19 @@ def list_job_images(req: func.HttpRequest) -> func.HttpResponse:
     return json_response(200, page)
 
 
+@bp.route(route="jobs/{job_id}/duplicates", methods=["GET"], auth_level=func.AuthLevel.ANONYMOUS)
+@api_errors
+def list_duplicate_groups(req: func.HttpRequest) -> func.HttpResponse:
+    page = jobs.list_duplicate_groups(
+        get_context(),
+        tenant_of(req),
+        req.route_params["job_id"],
+        req.params.get("pageSize"),
+        req.params.get("continuation") or req.headers.get("x-continuation"),
+    )
+    return json_response(200, page)
+
+
 @bp.route(route="jobs/{job_id}", methods=["DELETE"], auth_level=func.AuthLevel.ANONYMOUS)
 @api_errors
 def cancel_job(req: func.HttpRequest) -> func.HttpResponse:

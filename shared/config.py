@@ -27,7 +27,14 @@ class Lane(StrEnum):
 
     @property
     def queue_name(self) -> str:
+        """The lane's session-enabled queue: chunks of jobs with more than one chunk, capped and interleaved."""
         return f"chunks-{self.value}"
+
+    @property
+    def express_queue_name(self) -> str:
+        """The lane's session-free queue for jobs of one chunk: such a job cannot exceed any cap, so it needs no
+        session of its own, and its consumers never wait for a session hand-over between jobs."""
+        return f"express-{self.value}"
 
 
 class Tier(StrEnum):
@@ -38,10 +45,14 @@ class Tier(StrEnum):
     FREE = "free"
 
 
-# Service Bus queues (all session-enabled except the expansion queue).
+# Service Bus queues: one session-enabled queue and one express queue per lane, the manifest expander, and the
+# follow-ups of a finished job (duplicate reconciliation, callbacks).
 EXPAND_QUEUE = "jobs-expand"
+FINISH_QUEUE = "jobs-finish"
 LANE_QUEUES: tuple[str, ...] = tuple(lane.queue_name for lane in Lane)
-ALL_QUEUES: tuple[str, ...] = (EXPAND_QUEUE, *LANE_QUEUES)
+EXPRESS_QUEUES: tuple[str, ...] = tuple(lane.express_queue_name for lane in Lane)
+CHUNK_QUEUES: tuple[str, ...] = (*LANE_QUEUES, *EXPRESS_QUEUES)
+ALL_QUEUES: tuple[str, ...] = (EXPAND_QUEUE, FINISH_QUEUE, *CHUNK_QUEUES)
 
 # Blob containers.
 ORIGINALS_CONTAINER = "originals"
@@ -104,6 +115,12 @@ class Settings(BaseModel):
     tier_lanes: str = Field(default="new=high,enterprise=standard,free=bulk", alias="TIER_LANES")
     status_timer_schedule: str = Field(default="*/5 * * * * *", alias="STATUS_TIMER_SCHEDULE")
     callback_max_attempts: int = Field(default=5, ge=1, alias="CALLBACK_MAX_ATTEMPTS")
+    # The status timer rolls up only jobs whose documents changed; it works on that many at once, and on at most
+    # STATUS_ROLLUP_MAX_JOBS a tick (the rest stay unseen and come first in the next tick).
+    status_rollup_concurrency: int = Field(default=8, ge=1, le=64, alias="STATUS_ROLLUP_CONCURRENCY")
+    status_rollup_max_jobs: int = Field(default=2000, ge=1, alias="STATUS_ROLLUP_MAX_JOBS")
+    # Dead-lettered chunks re-sent by one replay call (the answer says how many remain: call again).
+    replay_batch_chunks: int = Field(default=500, ge=1, le=5000, alias="REPLAY_BATCH_CHUNKS")
 
     # --- fetching ------------------------------------------------------------------------------
     fetch_max_bytes: int = Field(default=50 * 1024 * 1024, ge=1, alias="FETCH_MAX_BYTES")

@@ -138,6 +138,8 @@ class ChunkMessage(Strict):
     options: JobOptions
     images: list[ImageRef] | None = None
     manifest_range: ManifestRange | None = None
+    # The job's only chunk: it travels on the lane's session-free express queue (it cannot exceed any cap).
+    express: bool = False
 
     @model_validator(mode="after")
     def _one_source(self) -> ChunkMessage:
@@ -156,6 +158,17 @@ class ExpandMessage(Strict):
     next_index: int = 0
     next_chunk: int = 0
     step: int = 0
+
+
+class FinishMessage(Strict):
+    """A finished job's follow-up, on the finish queue: reconcile its duplicate groups, or deliver its callback.
+    `end` numbers the times the job ended (a replay can end it again), so every message id is deterministic."""
+
+    job_id: str
+    action: Literal["reconcile", "callback"]
+    end: int = Field(ge=1)
+    attempt: int = Field(default=1, ge=1)
+    waits: int = Field(default=0, ge=0)  # re-sent because the job document had not recorded this end yet
 
 
 # --- documents ---------------------------------------------------------------------------------
@@ -206,17 +219,41 @@ class CallbackStatus(BaseModel):
     last_error: str | None = None
 
 
+class DuplicatesSummary(BaseModel):
+    """Counts of a job's duplicate groups; the groups themselves are documents of their own, paged by
+    `GET /api/jobs/{id}/duplicates`. `pending` from the job's end until its groups are reconciled."""
+
+    state: Literal["none", "pending", "ready"] = "none"
+    groups: int = 0
+    images: int = 0  # members of the job's groups, library members from other jobs included
+
+
+class RunningChunk(BaseModel):
+    """The latest partial counts of a chunk being processed (one entry a chunk in flight)."""
+
+    counts: ImageCounts
+    error_codes: dict[str, int] = Field(default_factory=dict)
+    started_at: datetime
+
+
+# How many dead-lettered chunks a job document lists (the rest are counted; all are paged by the API).
+DEAD_LETTER_SAMPLE = 20
+
+
 class JobDocument(Document):
+    """One job's state. Its size is bounded whatever the job's size: per-chunk facts are bitmaps (one bit a chunk),
+    running chunks are the few in flight, dead letters a sample and a count, duplicate groups a count."""
+
     id: str
     job_id: str = Field(alias="jobId")
     tenant_id: str = Field(alias="tenantId")
     type: Literal["job"] = "job"
     state: JobState = JobState.ACCEPTED
-    active: bool = True  # the status timer works on active jobs only
     lane: Lane
     shards: int
     source: Literal["urls", "blobs", "manifest"]
     manifest_blob: str | None = None
+    expansion_done: bool = False
     options: JobOptions
     callback_url: str | None = None
     total_images: int | None = None  # None while a manifest is still being expanded
@@ -226,13 +263,18 @@ class JobDocument(Document):
     finished_chunks: str = ""  # base64 bitmap of chunks whose final counts are in `finished_counts`
     finished_counts: ImageCounts = Field(default_factory=ImageCounts)
     finished_error_codes: dict[str, int] = Field(default_factory=dict)
-    dead_lettered: list[DeadLetteredChunk] = Field(default_factory=list)
-    duplicate_groups: list[list[str]] = Field(default_factory=list)
+    running: dict[str, RunningChunk] = Field(default_factory=dict)  # chunk index -> latest partial counts
+    dead_lettered_chunks: str = ""  # bitmap: chunks that were dead-lettered
+    replayed_chunks: str = ""  # bitmap: dead-lettered chunks re-sent since
+    dead_lettered: list[DeadLetteredChunk] = Field(default_factory=list)  # the first DEAD_LETTER_SAMPLE by chunk
+    duplicates: DuplicatesSummary = Field(default_factory=DuplicatesSummary)
     cancel_requested: bool = False
     created_at: datetime
     started_at: datetime | None = None
+    last_chunk_finished_at: datetime | None = None
     finished_at: datetime | None = None
     rolled_up_at: datetime | None = None
+    ends: int = 0  # times the job ended (a replay can end it again): numbers its follow-up messages
     images_per_second: float | None = None
     eta_seconds: float | None = None
     callback: CallbackStatus = Field(default_factory=CallbackStatus)
@@ -255,6 +297,7 @@ class ChunkDocument(Document):
     finished_epoch: float | None = None  # seconds, for the timer's incremental query
     processing_seconds: float = 0.0
     queue_seconds: float = 0.0
+    delivery: str | None = None  # which delivery last wrote the record (two may overlap after a lost lock)
 
 
 class ImageError(BaseModel):
@@ -299,8 +342,54 @@ class DeadLetterDocument(Document):
     reason: str
     description: str
     dead_lettered_at: datetime
-    body: str  # the chunk message, so it can be replayed
+    body: str = ""  # the chunk message, so it can be replayed (left out where the status timer reads changes)
     replayed: bool = False
+
+
+class DuplicatesDocument(Document):
+    """Written by the finish worker when a job's duplicate groups are reconciled (for the job's `end`-th end)."""
+
+    id: str
+    job_id: str = Field(alias="jobId")
+    type: Literal["duplicates"] = "duplicates"
+    end: int
+    groups: int
+    images: int
+
+
+class DuplicateGroupDocument(Document):
+    """One part (at most GROUP_PART_MEMBERS members) of one duplicate group of a job."""
+
+    id: str
+    job_id: str = Field(alias="jobId")
+    type: Literal["dupgroup"] = "dupgroup"
+    end: int
+    group: int
+    part: int
+    size: int  # members of the whole group
+    members: list[str]  # image result ids (`{job}.{index}`), this job's and the library's
+
+
+class CallbackDocument(Document):
+    """The delivery state of a job's callback, written by the finish worker, folded into the job by the timer."""
+
+    id: str
+    job_id: str = Field(alias="jobId")
+    type: Literal["callback"] = "callback"
+    end: int
+    status: CallbackStatus
+
+
+class RollUpCursor(Document):
+    """Where the status timer's change query starts, and the changes it has already folded (by etag) inside the
+    overlap it re-reads. Bounded by what changed in the overlap, not by the jobs that exist."""
+
+    id: str = "rollup"
+    job_id: str = Field(default="_rollup", alias="jobId")
+    type: Literal["rollupcursor"] = "rollupcursor"
+    since_ts: int = 0
+    seen: dict[str, str] = Field(default_factory=dict)  # document id -> etag folded
+    last_tick_at: datetime | None = None
 
 
 class TenantDocument(Document):
@@ -341,8 +430,12 @@ class JobStatus(BaseModel):
     images_per_second: float | None
     eta_seconds: float | None
     errors: dict[str, int]
-    dead_lettered_chunks: list[DeadLetteredChunk]
-    duplicate_groups: list[list[str]]
+    dead_lettered_count: int
+    dead_lettered_chunks: list[DeadLetteredChunk] = Field(
+        description=f"The first {DEAD_LETTER_SAMPLE} dead-lettered chunks by index; dead_lettered_count counts all"
+    )
+    duplicates: DuplicatesSummary
+    duplicates_url: str | None = Field(description="Pages the job's duplicate groups, once reconciled")
     cancel_requested: bool
     callback: CallbackStatus
 
@@ -350,6 +443,24 @@ class JobStatus(BaseModel):
 class ImagePage(BaseModel):
     items: list[dict[str, Any]]
     continuation: str | None
+
+
+class DuplicateGroupItem(BaseModel):
+    group: int
+    part: int
+    size: int
+    members: list[str]
+
+
+class DuplicateGroupPage(BaseModel):
+    items: list[DuplicateGroupItem]
+    continuation: str | None
+
+
+class ReplayAccepted(BaseModel):
+    job_id: str = Field(serialization_alias="jobId")
+    replayed_chunks: list[int] = Field(serialization_alias="replayedChunks")
+    remaining: int = Field(description="Dead-lettered chunks not re-sent by this call: call again to send them")
 
 
 class ErrorBody(BaseModel):

@@ -52,6 +52,7 @@ def inline_chunk_size(refs: Sequence[ImageRef], chunk_size: int) -> int:
 def inline_chunks(
     job_id: str, tenant_id: str, lane: Lane, options: JobOptions, refs: Sequence[ImageRef], size: int
 ) -> Iterator[ChunkMessage]:
+    express = len(refs) <= size  # a job of one chunk takes the lane's express queue
     for chunk, start in enumerate(range(0, len(refs), size)):
         yield ChunkMessage(
             job_id=job_id,
@@ -60,6 +61,7 @@ def inline_chunks(
             lane=lane,
             options=options,
             images=list(refs[start : start + size]),
+            express=express,
         )
 
 

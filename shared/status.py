@@ -1,118 +1,212 @@
-"""Pure folding of chunk records into a job document, and the job state machine. No I/O.
+"""Pure folding of changed documents into a job document, and the job state machine. No I/O.
 
 accepted -> running -> succeeded | completed_with_errors | failed | cancelled
 
-A chunk's final counts enter the job once: a bitmap of finished chunks (base64, one bit a chunk; 20,000 chunks
-of a 10-million-image job take 2.5 KB) says which are already in `finished_counts`, so the timer may read the same
-finished chunk twice (its query window overlaps, to tolerate clock skew between workers) without counting twice.
+The status timer hands over the documents of a job that changed since its last tick (chunk records, dead letters,
+the manifest expansion, the reconciled duplicates summary, the callback's delivery state). A chunk's final counts
+enter the job once: a bitmap of finished chunks (base64, one bit a chunk; the 20,000 chunks of a 10-million-image
+job take 3.4 KB) says which are already in `finished_counts`, so a change seen twice is never counted twice.
+Everything the job document keeps is bounded whatever the job's size: bitmaps, the chunks in flight, a sample of
+dead letters, counts.
 """
 
 from __future__ import annotations
 
 import base64
 from collections import Counter
-from collections.abc import Collection, Iterable
+from collections.abc import Iterable
+from dataclasses import dataclass, field
 from datetime import datetime
 
-from shared.models import ChunkDocument, DeadLetterDocument, DeadLetteredChunk, ImageCounts, JobDocument, JobState
+from shared.models import (
+    DEAD_LETTER_SAMPLE,
+    CallbackDocument,
+    ChunkDocument,
+    DeadLetterDocument,
+    DeadLetteredChunk,
+    DuplicatesDocument,
+    DuplicatesSummary,
+    ExpansionDocument,
+    ImageCounts,
+    JobDocument,
+    JobState,
+    RunningChunk,
+)
+
+JobChange = ChunkDocument | DeadLetterDocument | ExpansionDocument | DuplicatesDocument | CallbackDocument
+
+# Throughput over a shorter interval than this is noise (a one-image job's start and end are milliseconds apart).
+MIN_RATE_INTERVAL_SECONDS = 1.0
 
 
-def bitmap_has(bitmap: str, index: int) -> bool:
-    raw = base64.b64decode(bitmap) if bitmap else b""
-    byte = index // 8
-    return byte < len(raw) and bool(raw[byte] & (1 << (index % 8)))
+class Bitmap:
+    """A set of small non-negative integers stored as a base64 bitmap (one bit each)."""
 
+    def __init__(self, encoded: str = "") -> None:
+        self._bits = bytearray(base64.b64decode(encoded) if encoded else b"")
 
-def bitmap_add(bitmap: str, indexes: Iterable[int]) -> str:
-    raw = bytearray(base64.b64decode(bitmap) if bitmap else b"")
-    for index in indexes:
+    def __contains__(self, index: int) -> bool:
         byte = index // 8
-        if byte >= len(raw):
-            raw.extend(b"\0" * (byte + 1 - len(raw)))
-        raw[byte] |= 1 << (index % 8)
-    return base64.b64encode(bytes(raw)).decode()
+        return byte < len(self._bits) and bool(self._bits[byte] & (1 << (index % 8)))
+
+    def add(self, index: int) -> None:
+        byte = index // 8
+        if byte >= len(self._bits):
+            self._bits.extend(b"\0" * (byte + 1 - len(self._bits)))
+        self._bits[byte] |= 1 << (index % 8)
+
+    def discard(self, index: int) -> None:
+        byte = index // 8
+        if byte < len(self._bits):
+            self._bits[byte] &= ~(1 << (index % 8)) & 0xFF
+
+    def __len__(self) -> int:
+        return sum(bin(b).count("1") for b in self._bits)
+
+    def members(self) -> Iterable[int]:
+        return (i for i in range(len(self._bits) * 8) if i in self)
+
+    def encode(self) -> str:
+        return base64.b64encode(bytes(self._bits.rstrip(b"\0"))).decode()
 
 
-def bitmap_count(bitmap: str) -> int:
-    return sum(bin(b).count("1") for b in (base64.b64decode(bitmap) if bitmap else b""))
+@dataclass
+class FoldResult:
+    newly_finished: list[int] = field(default_factory=list)
+    duplicates_ready: bool = False  # the duplicates summary of the job's latest end arrived
 
 
-def fold_finished(job: JobDocument, finished: Iterable[ChunkDocument]) -> list[int]:
-    """Adds the final counts of finished chunks not yet in the job. Returns the chunks newly added."""
-    added: list[int] = []
+def fold_changes(job: JobDocument, changes: Iterable[JobChange]) -> FoldResult:
+    """Brings the job document up to date with its changed documents. Idempotent: folding a change again (the
+    timer re-reads an overlap) changes nothing."""
+    result = FoldResult()
+    finished = Bitmap(job.finished_chunks)
+    dead = Bitmap(job.dead_lettered_chunks)
+    replayed = Bitmap(job.replayed_chunks)
     codes = Counter(job.finished_error_codes)
-    for chunk in finished:
-        if chunk.state != "done" or chunk.chunk in added or bitmap_has(job.finished_chunks, chunk.chunk):
-            continue
-        job.finished_counts = job.finished_counts + chunk.counts
-        codes.update(chunk.error_codes)
-        added.append(chunk.chunk)
-    job.finished_chunks = bitmap_add(job.finished_chunks, added)
+    samples = {d.chunk: d for d in job.dead_lettered}
+    for change in changes:
+        if isinstance(change, ChunkDocument):
+            _fold_chunk(job, change, finished, codes, result)
+        elif isinstance(change, DeadLetterDocument):
+            dead.add(change.chunk)
+            if change.replayed:
+                replayed.add(change.chunk)
+            else:
+                replayed.discard(change.chunk)
+            samples[change.chunk] = DeadLetteredChunk(
+                chunk=change.chunk,
+                reason=change.reason,
+                description=change.description,
+                dead_lettered_at=change.dead_lettered_at,
+                replayed=change.replayed,
+            )
+        elif isinstance(change, ExpansionDocument):
+            if change.done:
+                job.expansion_done = True
+                job.total_images, job.total_chunks = change.images, change.chunks
+                if change.error:
+                    codes["expansion"] = 1
+        elif isinstance(change, DuplicatesDocument):
+            if change.end == job.ends and job.duplicates.state != "ready":
+                job.duplicates = DuplicatesSummary(state="ready", groups=change.groups, images=change.images)
+                result.duplicates_ready = True
+        elif change.end == job.ends:  # CallbackDocument: the delivery state of the latest end's callback
+            job.callback = change.status
+    for chunk in result.newly_finished:
+        job.running.pop(str(chunk), None)
+    job.finished_chunks = finished.encode()
     job.finished_error_codes = dict(codes)
-    return added
+    job.dead_lettered_chunks = dead.encode()
+    job.replayed_chunks = replayed.encode()
+    job.dead_lettered = [samples[c] for c in sorted(samples)[:DEAD_LETTER_SAMPLE]]
+    return result
 
 
-def apply_progress(
-    job: JobDocument,
-    running: Iterable[ChunkDocument],
-    dead_letters: Iterable[DeadLetterDocument],
-    now: datetime,
-    expansion_done: bool,
-    newly_finished: Collection[int] = (),
-) -> bool:
-    """Sets counts, state, throughput and ETA from what is known now. Returns True if the job just ended.
-    `newly_finished`: the chunks fold_finished has just added."""
-    in_progress = [c for c in running if not bitmap_has(job.finished_chunks, c.chunk)]
+def _fold_chunk(
+    job: JobDocument, chunk: ChunkDocument, finished: Bitmap, codes: Counter[str], result: FoldResult
+) -> None:
+    if job.started_at is None or chunk.started_at < job.started_at:
+        job.started_at = chunk.started_at
+    if chunk.chunk in finished:
+        return
+    if chunk.state == "running":
+        job.running[str(chunk.chunk)] = RunningChunk(
+            counts=chunk.counts, error_codes=chunk.error_codes, started_at=chunk.started_at
+        )
+        return
+    finished.add(chunk.chunk)
+    job.finished_counts = job.finished_counts + chunk.counts
+    codes.update(chunk.error_codes)
+    result.newly_finished.append(chunk.chunk)
+    if chunk.finished_at is not None and (
+        job.last_chunk_finished_at is None or chunk.finished_at > job.last_chunk_finished_at
+    ):
+        job.last_chunk_finished_at = chunk.finished_at
+
+
+def unresolved_dead_letters(job: JobDocument) -> set[int]:
+    """Dead-lettered chunks neither replayed nor finished: they count as accounted for, with errors."""
+    finished, replayed = Bitmap(job.finished_chunks), Bitmap(job.replayed_chunks)
+    return {c for c in Bitmap(job.dead_lettered_chunks).members() if c not in replayed and c not in finished}
+
+
+def replaying_chunks(job: JobDocument) -> set[int]:
+    finished = Bitmap(job.finished_chunks)
+    return {c for c in Bitmap(job.replayed_chunks).members() if c not in finished}
+
+
+def apply_progress(job: JobDocument, now: datetime, newly_finished: Iterable[int] = ()) -> bool:
+    """Sets counts, state, throughput and ETA from what the job document knows now. Returns True if the job just
+    ended. `newly_finished`: the chunks fold_changes has just added."""
     counts = job.finished_counts
     codes = Counter(job.finished_error_codes)
-    for chunk in in_progress:
-        counts = counts + chunk.counts
-        codes.update(chunk.error_codes)
+    for running in job.running.values():
+        counts = counts + running.counts
+        codes.update(running.error_codes)
     job.counts = counts
     job.error_codes = dict(codes)
 
-    dead = list(dead_letters)
-    job.dead_lettered = [
-        DeadLetteredChunk(
-            chunk=d.chunk,
-            reason=d.reason,
-            description=d.description,
-            dead_lettered_at=d.dead_lettered_at,
-            replayed=d.replayed,
-        )
-        for d in sorted(dead, key=lambda d: d.chunk)
-    ]
-    unresolved = {d.chunk for d in dead if not d.replayed and not bitmap_has(job.finished_chunks, d.chunk)}
-    replaying = {d.chunk for d in dead if d.replayed and not bitmap_has(job.finished_chunks, d.chunk)}
-    if job.state.terminal and (replaying or newly_finished) and job.state != JobState.CANCELLED:
+    unresolved = unresolved_dead_letters(job)
+    if job.state.terminal and job.state != JobState.CANCELLED and (replaying_chunks(job) or list(newly_finished)):
         # Dead-lettered chunks were re-sent: the job runs again until they are accounted for. A replayed chunk may
         # also have finished before any roll-up saw it re-sent (then it arrives here as newly finished, and the end
         # state must be decided again). An ended job has every other chunk folded already.
         job.state, job.finished_at = JobState.RUNNING, None
-
-    started = [c.started_at for c in in_progress]
-    if job.started_at is None and (started or bitmap_count(job.finished_chunks)):
-        job.started_at = min(started) if started else now
+    if job.started_at is None and (job.running or Bitmap(job.finished_chunks)):
+        job.started_at = min((r.started_at for r in job.running.values()), default=now)
     if job.state == JobState.ACCEPTED and job.started_at is not None:
         job.state = JobState.RUNNING
 
-    if job.started_at is not None and counts.done:
-        elapsed = max((now - job.started_at).total_seconds(), 1e-3)
-        job.images_per_second = round(counts.done / elapsed, 3)
-        remaining = (job.total_images or 0) - counts.done
-        job.eta_seconds = round(remaining / job.images_per_second, 1) if job.total_images and remaining > 0 else 0.0
-
+    _throughput(job, counts, now)
+    expansion_done = job.manifest_blob is None or job.expansion_done
     if job.state.terminal or not expansion_done or job.total_chunks is None:
         return False
-    accounted = bitmap_count(job.finished_chunks) + len(unresolved)
-    if accounted < job.total_chunks:
+    if len(Bitmap(job.finished_chunks)) + len(unresolved) < job.total_chunks:
         return False
     job.state = end_state(job, counts, bool(unresolved))
-    job.finished_at = now
+    job.finished_at = job.last_chunk_finished_at or now
     job.eta_seconds = 0.0
+    job.running = {}
     if job.started_at is None:
-        job.started_at = now
+        job.started_at = job.finished_at
+    _throughput(job, counts, job.finished_at)
     return True
+
+
+def _throughput(job: JobDocument, counts: ImageCounts, until: datetime) -> None:
+    """Images/s since the first chunk started, and the ETA from it. None until the interval is long enough to mean
+    something: a rate from a near-zero interval is noise, not a figure."""
+    if job.started_at is None or not counts.done:
+        return
+    elapsed = (until - job.started_at).total_seconds()
+    if elapsed < MIN_RATE_INTERVAL_SECONDS:
+        job.images_per_second = None
+        job.eta_seconds = None if not job.state.terminal else 0.0
+        return
+    job.images_per_second = round(counts.done / elapsed, 3)
+    remaining = (job.total_images or 0) - counts.done
+    job.eta_seconds = round(remaining / job.images_per_second, 1) if job.total_images and remaining > 0 else 0.0
 
 
 def end_state(job: JobDocument, counts: ImageCounts, has_dead_letters: bool) -> JobState:

@@ -146,12 +146,20 @@ var cosmosDatabaseName = 'imagepipe'
 
 // --- what the code uses (names from shared/config.py) ------------------------------------------------------------
 
-// Service Bus queues: the expansion queue (no sessions) and one session-enabled queue per lane (Lane.queue_name).
+// Service Bus queues: the expansion and job-finish queues (no sessions), and per lane one session-enabled queue
+// (Lane.queue_name, jobs of several chunks) and one express queue without sessions (Lane.express_queue_name).
 // lockDuration: the host renews locks (host.json maxAutoLockRenewalDuration = functionTimeout), so one minute
 // bounds how long a crashed worker holds a session before another instance takes it over.
 var serviceBusQueues = [
   {
     name: 'jobs-expand'
+    lane: ''
+    requiresSession: false
+    lockDuration: 'PT1M'
+    maxDeliveryCount: 5
+  }
+  {
+    name: 'jobs-finish'
     lane: ''
     requiresSession: false
     lockDuration: 'PT1M'
@@ -165,6 +173,13 @@ var serviceBusQueues = [
     maxDeliveryCount: 5
   }
   {
+    name: 'express-high'
+    lane: 'high'
+    requiresSession: false
+    lockDuration: 'PT1M'
+    maxDeliveryCount: 5
+  }
+  {
     name: 'chunks-standard'
     lane: 'standard'
     requiresSession: true
@@ -172,9 +187,23 @@ var serviceBusQueues = [
     maxDeliveryCount: 5
   }
   {
+    name: 'express-standard'
+    lane: 'standard'
+    requiresSession: false
+    lockDuration: 'PT1M'
+    maxDeliveryCount: 5
+  }
+  {
     name: 'chunks-bulk'
     lane: 'bulk'
     requiresSession: true
+    lockDuration: 'PT1M'
+    maxDeliveryCount: 5
+  }
+  {
+    name: 'express-bulk'
+    lane: 'bulk'
+    requiresSession: false
     lockDuration: 'PT1M'
     maxDeliveryCount: 5
   }
@@ -401,6 +430,9 @@ var appSettings = {
   TIER_LANES: tierLanes
   STATUS_TIMER_SCHEDULE: statusTimerSchedule
   CALLBACK_MAX_ATTEMPTS: '5'
+  STATUS_ROLLUP_CONCURRENCY: '8'
+  STATUS_ROLLUP_MAX_JOBS: '2000'
+  REPLAY_BATCH_CHUNKS: '500'
   FETCH_MAX_BYTES: '52428800'
   FETCH_CONNECT_TIMEOUT_SECONDS: '5'
   FETCH_READ_TIMEOUT_SECONDS: '20'

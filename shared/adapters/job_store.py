@@ -7,42 +7,101 @@ aggregates, no GROUP BY, no OFFSET/LIMIT (notes/local-emulators-facts.md).
 
 from __future__ import annotations
 
-from typing import Any
+import threading
+from dataclasses import dataclass
+from typing import Any, cast
 
 from azure.core import MatchConditions
 from azure.cosmos import ContainerProxy, DatabaseProxy
 from azure.cosmos.exceptions import (
     CosmosAccessConditionFailedError,
-    CosmosHttpResponseError,
     CosmosResourceExistsError,
     CosmosResourceNotFoundError,
 )
 
+from shared.messages import chunk_document_id, expansion_document_id
 from shared.models import (
+    CallbackDocument,
     ChunkDocument,
     DeadLetterDocument,
+    Document,
+    DuplicatesDocument,
     ExpansionDocument,
     ImageResultDocument,
     JobDocument,
+    RollUpCursor,
     TenantDocument,
 )
+
+# The documents whose changes the status timer folds into job documents (never the job document itself, which the
+# timer writes, nor image results, which chunk documents summarise).
+CHANGE_TYPES = ("chunk", "deadletter", "expansion", "duplicates", "callback")
+# What the timer reads of a change: everything but a dead letter's body (up to 192 KB).
+_CHANGE_FIELDS = (
+    *("id", "jobId", "type", "_etag", "_ts", "chunk", "state", "images", "counts", "error_codes", "attempts"),
+    *("started_at", "finished_at", "finished_epoch", "processing_seconds", "queue_seconds", "lane", "reason"),
+    *("description", "dead_lettered_at", "replayed", "done", "steps", "error", "end", "groups", "status"),
+)
+StoredChange = ChunkDocument | DeadLetterDocument | ExpansionDocument | DuplicatesDocument | CallbackDocument
+_CHANGE_MODELS: dict[str, type[Document]] = {
+    "chunk": ChunkDocument,
+    "deadletter": DeadLetterDocument,
+    "expansion": ExpansionDocument,
+    "duplicates": DuplicatesDocument,
+    "callback": CallbackDocument,
+}
+
+
+@dataclass(frozen=True)
+class Change:
+    """One changed document as the timer's change query saw it."""
+
+    document_id: str
+    job_id: str
+    etag: str
+    ts: int
+    document: StoredChange
 
 
 class CosmosJobStore:
     def __init__(self, database: DatabaseProxy) -> None:
         self._jobs: ContainerProxy = database.get_container_client("jobs")
         self._tenants: ContainerProxy = database.get_container_client("tenants")
+        self._requests = 0
+        self._requests_lock = threading.Lock()
+
+    @property
+    def requests(self) -> int:
+        """Cosmos requests made through this store so far (each query page counts one): what a tick costs."""
+        return self._requests
+
+    def _count(self, n: int = 1) -> None:
+        with self._requests_lock:
+            self._requests += n
 
     # --- helpers -------------------------------------------------------------------------------
     def _query(self, query: str, **params: Any) -> list[dict[str, Any]]:
         parameters = [{"name": f"@{k}", "value": v} for k, v in params.items()]
-        return list(self._jobs.query_items(query=query, parameters=parameters, enable_cross_partition_query=True))
+        pages = self._jobs.query_items(
+            query=query, parameters=parameters, enable_cross_partition_query=True, max_item_count=1000
+        ).by_page()
+        rows: list[dict[str, Any]] = []
+        for page in pages:
+            self._count()
+            rows.extend(page)
+        return rows
 
     def _read(self, item_id: str, job_id: str) -> dict[str, Any] | None:
+        self._count()
         return point_read(self._jobs, item_id, job_id)
+
+    def _upsert(self, doc: Document) -> None:
+        self._count()
+        self._jobs.upsert_item(doc.to_store())
 
     # --- jobs ----------------------------------------------------------------------------------
     def create_job(self, job: JobDocument) -> None:
+        self._count()
         self._jobs.create_item(job.to_store())
 
     def get_job(self, job_id: str) -> tuple[JobDocument, str] | None:
@@ -53,6 +112,7 @@ class CosmosJobStore:
 
     def replace_job(self, job: JobDocument, etag: str) -> bool:
         """Replaces the job document if nobody changed it since `etag` was read. False on a conflict."""
+        self._count()
         try:
             self._jobs.replace_item(job.id, job.to_store(), etag=etag, match_condition=MatchConditions.IfNotModified)
         except CosmosAccessConditionFailedError:
@@ -62,31 +122,77 @@ class CosmosJobStore:
     def patch_job(self, job_id: str, fields: dict[str, Any]) -> bool:
         """Sets request flags (cancel, reopen) on the job document. False if the job does not exist."""
         operations = [{"op": "set", "path": f"/{k}", "value": v} for k, v in fields.items()]
+        self._count()
         try:
             self._jobs.patch_item(job_id, partition_key=job_id, patch_operations=operations)
         except CosmosResourceNotFoundError:
             return False
         return True
 
-    def active_job_ids(self) -> list[str]:
-        rows = self._query("SELECT c.jobId FROM c WHERE c.type = 'job' AND c.active = true")
-        return [str(r["jobId"]) for r in rows]
+    # --- the status timer's changes -------------------------------------------------------------
+    def changes_since(self, since_ts: int) -> list[Change]:
+        """Every document of CHANGE_TYPES written at or after `since_ts` (the service's own write time, whole
+        seconds), oldest first. One query across the container: its cost follows what changed, not what exists."""
+        rows = self._query(
+            f"SELECT {', '.join(f'c[{f!r}]' for f in _CHANGE_FIELDS)} FROM c "
+            f"WHERE c._ts >= @since AND c.type IN ({', '.join(repr(t) for t in CHANGE_TYPES)})",
+            since=since_ts,
+        )
+        changes = []
+        for row in rows:
+            model = _CHANGE_MODELS[str(row["type"])]
+            changes.append(
+                Change(
+                    document_id=str(row["id"]),
+                    job_id=str(row["jobId"]),
+                    etag=str(row["_etag"]),
+                    ts=int(row["_ts"]),
+                    document=cast(StoredChange, model.model_validate(row)),
+                )
+            )
+        return sorted(changes, key=lambda c: c.ts)
+
+    def get_rollup_cursor(self) -> RollUpCursor | None:
+        raw = self._read("rollup", "_rollup")
+        return None if raw is None else RollUpCursor.model_validate(raw)
+
+    def put_rollup_cursor(self, cursor: RollUpCursor) -> None:
+        self._upsert(cursor)
+
+    # --- side documents the timer folds in -------------------------------------------------------
+    def upsert_document(self, doc: DuplicatesDocument | CallbackDocument) -> None:
+        self._upsert(doc)
+
+    def upsert_documents(self, docs: list[Document]) -> None:
+        for doc in docs:
+            self._upsert(doc)
+
+    def page_duplicate_groups(
+        self, job_id: str, end: int, page_size: int, continuation: str | None
+    ) -> tuple[list[dict[str, Any]], str | None]:
+        return self._page(
+            "SELECT c['group'], c.part, c.size, c.members FROM c WHERE c.jobId = @job AND c.type = 'dupgroup' "
+            "AND c['end'] = @end ORDER BY c.id",
+            {"@job": job_id, "@end": end},
+            page_size,
+            continuation,
+        )
 
     # --- expansion -----------------------------------------------------------------------------
     def get_expansion(self, job_id: str) -> ExpansionDocument | None:
-        raw = self._read(f"{job_id}.expansion", job_id)
+        raw = self._read(expansion_document_id(job_id), job_id)
         return None if raw is None else ExpansionDocument.model_validate(raw)
 
     def upsert_expansion(self, doc: ExpansionDocument) -> None:
-        self._jobs.upsert_item(doc.to_store())
+        self._upsert(doc)
 
     # --- chunks --------------------------------------------------------------------------------
     def get_chunk(self, job_id: str, chunk: int) -> ChunkDocument | None:
-        raw = self._read(f"{job_id}.chunk.{chunk}", job_id)
+        raw = self._read(chunk_document_id(job_id, chunk), job_id)
         return None if raw is None else ChunkDocument.model_validate(raw)
 
     def upsert_chunk(self, doc: ChunkDocument) -> None:
-        self._jobs.upsert_item(doc.to_store())
+        self._upsert(doc)
 
     def finished_chunks_since(self, job_id: str, since_epoch: float) -> list[ChunkDocument]:
         rows = self._query(
@@ -114,14 +220,25 @@ class CosmosJobStore:
         return {int(r["index"]): (None if r["ok"] else (r.get("error") or {}).get("code", "error")) for r in rows}
 
     def upsert_image(self, doc: ImageResultDocument) -> None:
-        self._jobs.upsert_item(doc.to_store())
+        self._upsert(doc)
 
     def page_images(
         self, job_id: str, page_size: int, continuation: str | None
     ) -> tuple[list[dict[str, Any]], str | None]:
+        return self._page(
+            "SELECT * FROM c WHERE c.jobId = @job AND c.type = 'image' ORDER BY c.index",
+            {"@job": job_id},
+            page_size,
+            continuation,
+        )
+
+    def _page(
+        self, query: str, params: dict[str, Any], page_size: int, continuation: str | None
+    ) -> tuple[list[dict[str, Any]], str | None]:
+        self._count()
         pages: Any = self._jobs.query_items(
-            query="SELECT * FROM c WHERE c.jobId = @job AND c.type = 'image' ORDER BY c.index",
-            parameters=[{"name": "@job", "value": job_id}],
+            query=query,
+            parameters=[{"name": k, "value": v} for k, v in params.items()],
             enable_cross_partition_query=True,
             max_item_count=page_size,
         ).by_page(continuation)
@@ -140,14 +257,25 @@ class CosmosJobStore:
 
     # --- dead letters --------------------------------------------------------------------------
     def upsert_dead_letter(self, doc: DeadLetterDocument) -> None:
-        self._jobs.upsert_item(doc.to_store())
+        self._upsert(doc)
 
     def dead_letters(self, job_id: str) -> list[DeadLetterDocument]:
         rows = self._query("SELECT * FROM c WHERE c.jobId = @job AND c.type = 'deadletter'", job=job_id)
         return [DeadLetterDocument.model_validate(r) for r in rows]
 
+    def unreplayed_dead_letters(self, job_id: str, limit: int) -> tuple[list[DeadLetterDocument], bool]:
+        """Up to `limit` of the job's dead letters not replayed yet, and whether there are more."""
+        rows, token = self._page(
+            "SELECT * FROM c WHERE c.jobId = @job AND c.type = 'deadletter' AND c.replayed = false",
+            {"@job": job_id},
+            limit,
+            None,
+        )
+        return [DeadLetterDocument.model_validate(r) for r in rows], token is not None
+
     # --- tenants -------------------------------------------------------------------------------
     def create_tenant(self, tenant: TenantDocument) -> bool:
+        self._count()
         try:
             self._tenants.create_item(tenant.to_store())
         except CosmosResourceExistsError:
@@ -155,6 +283,7 @@ class CosmosJobStore:
         return True
 
     def get_tenant(self, tenant_id: str) -> TenantDocument | None:
+        self._count()
         raw = point_read(self._tenants, tenant_id, tenant_id)
         return None if raw is None else TenantDocument.model_validate(raw)
 
@@ -165,12 +294,6 @@ def point_read(container: ContainerProxy, item_id: str, partition_key: str) -> d
         return dict(container.read_item(item_id, partition_key=partition_key))
     except CosmosResourceNotFoundError:
         return None
-    except CosmosHttpResponseError as exc:
-        # The local emulator answers a read in a partition that holds no document with a 500 ("Cannot read
-        # properties of undefined") instead of a 404. The real service never sends this message.
-        if "Cannot read properties of undefined" in str(exc.message):
-            return None
-        raise
 
 
 def _public(item: dict[str, Any]) -> dict[str, Any]:

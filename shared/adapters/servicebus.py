@@ -9,6 +9,7 @@ from __future__ import annotations
 import threading
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
+from datetime import datetime
 from typing import Any
 
 from azure.servicebus import ServiceBusClient, ServiceBusMessage, ServiceBusReceiveMode, ServiceBusSubQueue
@@ -66,9 +67,7 @@ class MessageBus:
     def send(self, queue: str, messages: Iterable[OutgoingMessage]) -> int:
         """Sends in as few batches as fit. Returns how many were sent."""
         with self._lock:
-            sender = self._senders.get(queue)
-            if sender is None:
-                sender = self._senders[queue] = self._client.get_queue_sender(queue)
+            sender = self._sender(queue)
             sent = 0
             batch = sender.create_message_batch()
             for message in messages:
@@ -86,6 +85,18 @@ class MessageBus:
                 sender.send_messages(batch)
                 sent += len(batch)
             return sent
+
+    def schedule(self, queue: str, message: OutgoingMessage, at: datetime) -> None:
+        """Sends one message that becomes visible at `at` (UTC)."""
+        with self._lock:
+            sender = self._sender(queue)
+            sender.schedule_messages(_to_sb(message), at)
+
+    def _sender(self, queue: str) -> Any:
+        sender = self._senders.get(queue)
+        if sender is None:
+            sender = self._senders[queue] = self._client.get_queue_sender(queue)
+        return sender
 
     def drain_dead_letters(self, queue: str, handle: Callable[[DeadLetter], None], max_messages: int = 100) -> int:
         """Receives up to `max_messages` from the queue's dead-letter subqueue under peek-lock, calls `handle`

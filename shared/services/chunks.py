@@ -15,6 +15,7 @@ from __future__ import annotations
 import logging
 import threading
 import time
+import uuid
 from collections import Counter
 from dataclasses import dataclass
 from datetime import datetime
@@ -22,10 +23,10 @@ from functools import partial
 from typing import Any
 
 from shared.adapters.blobs import BlobNotFound, BlobTooLarge
-from shared.adapters.servicebus import OutgoingMessage
 from shared.config import MANIFESTS_CONTAINER, ORIGINALS_CONTAINER, THUMBNAILS_CONTAINER
 from shared.fetch import FetchError, FetchPolicy, fetch_image, guarded_client
 from shared.imaging import ImageResult
+from shared.messages import chunk_document_id, chunk_queue, continuation_message, image_result_id
 from shared.models import (
     ChunkDocument,
     ChunkMessage,
@@ -37,7 +38,6 @@ from shared.models import (
     ref_problem,
     utcnow,
 )
-from shared.planning import encode, message_id, session_id
 from shared.services.context import AppContext
 from shared.services.expand import manifest_lines
 from shared.services.imaging_step import analyse, register_duplicates, stored_facts
@@ -79,7 +79,7 @@ def process_chunk(
     started = time.monotonic()
     message = ChunkMessage.model_validate_json(body)  # a malformed message raises: it can never succeed
     store = ctx.store
-    chunk_id = f"{message.job_id}.chunk.{message.chunk}"
+    chunk_id = chunk_document_id(message.job_id, message.chunk)
     existing = store.get_chunk(message.job_id, message.chunk)
     if existing is not None and existing.state == "done":
         return ChunkOutcome(message.job_id, message.chunk, 0, existing.images, existing.counts, True, False)
@@ -98,12 +98,14 @@ def process_chunk(
         attempts=delivery_count,
         started_at=existing.started_at if existing else now,
         queue_seconds=queue_seconds,
+        delivery=uuid.uuid4().hex,
     )
     if job is None or job[0].cancel_requested:
         # A cancelled (or vanished) job: complete the chunk without work, counting its images as skipped.
         return _finish(ctx, doc, {}, cancelled=True, processed=0, started=started)
 
-    done = store.image_outcomes(message.job_id, message.chunk)
+    # The chunk record is written before any image result, so without one no earlier delivery recorded an image.
+    done = {} if existing is None else store.image_outcomes(message.job_id, message.chunk)
     remaining = [ref for ref in images if ref.index not in done]
     store.upsert_chunk(_with_counts(doc, done))
 
@@ -140,14 +142,21 @@ def process_chunk(
             if now_mono - last_progress > PROGRESS_EVERY_SECONDS:
                 last_progress = now_mono
                 store.upsert_chunk(_with_counts(doc, done))
-        writes.drain()
+        done.update(writes.drain())
     except BaseException:
         writes.abandon()
         raise
 
-    # Recount from the store: it is the truth even when two deliveries overlapped.
-    final = store.image_outcomes(message.job_id, message.chunk)
-    return _finish(ctx, doc, final, cancelled=False, processed=processed, started=started)
+    if existing is not None or _overlapped(ctx, doc):
+        # Another delivery worked on this chunk too: recount from the store, the truth whatever either wrote.
+        done = store.image_outcomes(message.job_id, message.chunk)
+    return _finish(ctx, doc, done, cancelled=False, processed=processed, started=started)
+
+
+def _overlapped(ctx: AppContext, doc: ChunkDocument) -> bool:
+    """Whether another delivery has written the chunk's record since this one did (a lost lock redelivered it)."""
+    current = ctx.store.get_chunk(doc.job_id, doc.chunk)
+    return current is None or current.delivery != doc.delivery
 
 
 def _with_counts(doc: ChunkDocument, outcomes: dict[int, str | None], skipped: int = 0) -> ChunkDocument:
@@ -179,26 +188,14 @@ def _finish(
 
 
 def _continue_later(ctx: AppContext, message: ChunkMessage, shards: int, delivery_count: int) -> None:
-    """Re-enqueues the same chunk (done images are skipped on pickup) on its session, with a fresh id."""
-    stamp = utcnow().strftime("%Y%m%d%H%M%S%f")
-    ctx.bus.send(
-        message.lane.queue_name,
-        [
-            OutgoingMessage(
-                body=encode(message),
-                message_id=f"{message_id(message.job_id, message.chunk)}.cont.{stamp}",
-                session_id=session_id(message.job_id, message.chunk, shards),
-                subject="chunk",
-                properties={"jobId": message.job_id, "chunk": message.chunk, "continuation": delivery_count},
-            )
-        ],
-    )
+    """Re-enqueues the same chunk (done images are skipped on pickup) where it came from, with a fresh id."""
+    ctx.bus.send(chunk_queue(message), [continuation_message(message, shards, delivery_count)])
 
 
 def _image_result(message: ChunkMessage, ref: ImageRef, **fields: Any) -> ImageResultDocument:
     """The result document of one image; its id makes a rewrite by a redelivery an overwrite, never a second one."""
     return ImageResultDocument(
-        id=f"{message.job_id}.{ref.index}",
+        id=image_result_id(message.job_id, ref.index),
         jobId=message.job_id,
         index=ref.index,
         chunk=message.chunk,
@@ -283,7 +280,9 @@ def _stored_result(ctx: AppContext, message: ChunkMessage, ref: ImageRef, result
             }
         )
     duplicate_of = (
-        register_duplicates(ctx.dedup, message.tenant_id, message.job_id, f"{message.job_id}.{ref.index}", result)
+        register_duplicates(
+            ctx.dedup, message.tenant_id, message.job_id, image_result_id(message.job_id, ref.index), result
+        )
         if "dedup" in message.options.analyses
         else []
     )

@@ -12,10 +12,10 @@ import logging
 from collections.abc import Iterator
 from dataclasses import dataclass
 
-from shared.config import EXPAND_QUEUE, MANIFESTS_CONTAINER
+from shared.config import MANIFESTS_CONTAINER
+from shared.messages import chunk_message, chunk_queue, expand_message, expansion_document_id
 from shared.models import ChunkMessage, ExpandMessage, ExpansionDocument, ManifestRange
 from shared.services.context import AppContext
-from shared.services.jobs import chunk_message, expand_message
 
 log = logging.getLogger(__name__)
 
@@ -56,7 +56,7 @@ def expand_manifest(ctx: AppContext, message: ExpandMessage) -> ExpansionDocumen
         raise LookupError(f"job {message.job_id} has no document yet")  # retried: the write may be in flight
     job, _ = found
     expansion = ctx.store.get_expansion(message.job_id) or ExpansionDocument(
-        id=f"{message.job_id}.expansion", jobId=message.job_id
+        id=expansion_document_id(message.job_id), jobId=message.job_id
     )
     if expansion.done:
         return expansion
@@ -108,8 +108,10 @@ def expand_manifest(ctx: AppContext, message: ExpandMessage) -> ExpansionDocumen
     if run_start is not None and run_count:
         close_run(offset)
 
+    if chunks and message.step == 0 and len(chunks) == 1 and (reached_end or limit_reached):
+        chunks[0].express = True  # the whole manifest is one chunk: the lane's express queue takes it
     if chunks:
-        ctx.bus.send(job.lane.queue_name, (chunk_message(c, job.shards) for c in chunks))
+        ctx.bus.send(chunk_queue(chunks[0]), (chunk_message(c, job.shards) for c in chunks))
     expansion.images, expansion.chunks, expansion.steps = index, chunk, message.step + 1
     if limit_reached:
         expansion.error = f"the manifest has more than {settings.max_manifest_images} images; the rest were ignored"
@@ -119,7 +121,8 @@ def expand_manifest(ctx: AppContext, message: ExpandMessage) -> ExpansionDocumen
         following = message.model_copy(
             update={"byte_offset": offset, "next_index": index, "next_chunk": chunk, "step": message.step + 1}
         )
-        ctx.bus.send(EXPAND_QUEUE, [expand_message(following)])
+        queue, expand = expand_message(following)
+        ctx.bus.send(queue, [expand])
     ctx.store.upsert_expansion(expansion)
     log.info("job %s: expansion step %d sent %d chunks (%d images)", job.job_id, message.step, len(chunks), index)
     return expansion

@@ -14,11 +14,13 @@ from typing import Any
 from pydantic import ValidationError
 
 from shared.adapters.blobs import BlobNotFound
-from shared.adapters.servicebus import OutgoingMessage
-from shared.config import EXPAND_QUEUE, MANIFESTS_CONTAINER, Tier
+from shared.config import MANIFESTS_CONTAINER, Tier
 from shared.errors import ApiError, job_not_found
+from shared.messages import chunk_message, chunk_queue, expand_message, expansion_document_id, replay_message
 from shared.models import (
     ChunkMessage,
+    DuplicateGroupItem,
+    DuplicateGroupPage,
     ExpandMessage,
     ExpansionDocument,
     ImagePage,
@@ -27,21 +29,20 @@ from shared.models import (
     JobRequest,
     JobState,
     JobStatus,
+    ReplayAccepted,
     TenantDocument,
     utcnow,
 )
 from shared.planning import (
     chunk_count,
-    encode,
     inline_chunk_size,
     inline_chunks,
     lane_for,
-    message_id,
     new_job_id,
-    session_id,
     shards_for,
 )
 from shared.services.context import AppContext
+from shared.views import job_status
 
 log = logging.getLogger(__name__)
 
@@ -115,15 +116,15 @@ def submit_job(ctx: AppContext, tenant: TenantDocument, body: bytes) -> JobAccep
     ctx.store.create_job(job)
     try:
         if refs is not None:
-            chunks = inline_chunks(job_id, tenant.tenant_id, lane, request.options, refs, size)
-            ctx.bus.send(lane.queue_name, (chunk_message(c, shards) for c in chunks))
+            chunks = list(inline_chunks(job_id, tenant.tenant_id, lane, request.options, refs, size))
+            ctx.bus.send(chunk_queue(chunks[0]), (chunk_message(c, shards) for c in chunks))
         else:
-            ctx.store.upsert_expansion(ExpansionDocument(id=f"{job_id}.expansion", jobId=job_id))
+            ctx.store.upsert_expansion(ExpansionDocument(id=expansion_document_id(job_id), jobId=job_id))
             expand = ExpandMessage(job_id=job_id, tenant_id=tenant.tenant_id, manifest_blob=manifest)
-            ctx.bus.send(EXPAND_QUEUE, [expand_message(expand)])
+            ctx.bus.send(*_one(expand_message(expand)))
     except Exception:
         log.exception("job %s: enqueueing failed; marking the job failed", job_id)
-        ctx.store.patch_job(job_id, {"state": JobState.FAILED.value, "active": False, "finished_at": _now_iso()})
+        ctx.store.patch_job(job_id, {"state": JobState.FAILED.value, "finished_at": _now_iso()})
         raise ApiError(503, "enqueue_failed", "the job could not be queued; try again", {"jobId": job_id}) from None
     return JobAccepted(
         job_id=job_id,
@@ -139,23 +140,9 @@ def _now_iso() -> str:
     return utcnow().isoformat()
 
 
-def chunk_message(message: ChunkMessage, shards: int) -> OutgoingMessage:
-    return OutgoingMessage(
-        body=encode(message),
-        message_id=message_id(message.job_id, message.chunk),
-        session_id=session_id(message.job_id, message.chunk, shards),
-        subject="chunk",
-        properties={"jobId": message.job_id, "chunk": message.chunk},
-    )
-
-
-def expand_message(message: ExpandMessage) -> OutgoingMessage:
-    return OutgoingMessage(
-        body=message.model_dump_json(),
-        message_id=f"{message.job_id}.expand.{message.step}",
-        subject="expand",
-        properties={"jobId": message.job_id},
-    )
+def _one(routed: tuple[str, Any]) -> tuple[str, list[Any]]:
+    queue, message = routed
+    return queue, [message]
 
 
 def _require_manifest(ctx: AppContext, blob: str) -> None:
@@ -186,30 +173,6 @@ def _owned_job(ctx: AppContext, tenant: TenantDocument, job_id: str) -> tuple[Jo
     return found
 
 
-def job_status(job: JobDocument) -> JobStatus:
-    done = job.counts.done
-    percent = 100.0 if job.state.terminal else (round(100.0 * done / job.total_images, 2) if job.total_images else 0.0)
-    return JobStatus(
-        job_id=job.job_id,
-        state=job.state,
-        lane=job.lane,
-        created_at=job.created_at,
-        started_at=job.started_at,
-        finished_at=job.finished_at,
-        total_images=job.total_images,
-        total_chunks=job.total_chunks,
-        counts=job.counts,
-        percent=percent,
-        images_per_second=job.images_per_second,
-        eta_seconds=job.eta_seconds,
-        errors=job.error_codes,
-        dead_lettered_chunks=job.dead_lettered,
-        duplicate_groups=job.duplicate_groups,
-        cancel_requested=job.cancel_requested,
-        callback=job.callback,
-    )
-
-
 def get_job_status(ctx: AppContext, tenant: TenantDocument, job_id: str) -> JobStatus:
     job, _ = _owned_job(ctx, tenant, job_id)
     return job_status(job)
@@ -219,12 +182,7 @@ def list_job_images(
     ctx: AppContext, tenant: TenantDocument, job_id: str, page_size: str | None, continuation: str | None
 ) -> ImagePage:
     _owned_job(ctx, tenant, job_id)
-    try:
-        size = int(page_size or 100)
-    except ValueError:
-        size = -1
-    if not 1 <= size <= MAX_PAGE_SIZE:
-        raise ApiError(400, "invalid_page_size", f"pageSize must be 1 to {MAX_PAGE_SIZE}", {"field": "pageSize"})
+    size = _page_size(page_size)
     try:
         items, token = ctx.store.page_images(job_id, size, continuation or None)
     except Exception as exc:  # a forged or stale token is the caller's problem, not a 500
@@ -234,40 +192,60 @@ def list_job_images(
     return ImagePage(items=items, continuation=token)
 
 
+def list_duplicate_groups(
+    ctx: AppContext, tenant: TenantDocument, job_id: str, page_size: str | None, continuation: str | None
+) -> DuplicateGroupPage:
+    """The job's duplicate groups, a page at a time (a large group comes in parts of the same `group`)."""
+    job, _ = _owned_job(ctx, tenant, job_id)
+    size = _page_size(page_size)
+    if job.duplicates.state != "ready":
+        return DuplicateGroupPage(items=[], continuation=None)
+    try:
+        items, token = ctx.store.page_duplicate_groups(job_id, job.ends, size, continuation or None)
+    except Exception as exc:
+        if continuation:
+            raise ApiError(400, "invalid_continuation", "the continuation token is not valid") from exc
+        raise
+    return DuplicateGroupPage(items=[DuplicateGroupItem.model_validate(i) for i in items], continuation=token)
+
+
+def _page_size(page_size: str | None) -> int:
+    try:
+        size = int(page_size or 100)
+    except ValueError:
+        size = -1
+    if not 1 <= size <= MAX_PAGE_SIZE:
+        raise ApiError(400, "invalid_page_size", f"pageSize must be 1 to {MAX_PAGE_SIZE}", {"field": "pageSize"})
+    return size
+
+
 def cancel_job(ctx: AppContext, tenant: TenantDocument, job_id: str) -> JobStatus:
     job, _ = _owned_job(ctx, tenant, job_id)
     if not job.state.terminal:
-        ctx.store.patch_job(job_id, {"cancel_requested": True, "active": True})
+        ctx.store.patch_job(job_id, {"cancel_requested": True})
         job.cancel_requested = True
     return job_status(job)
 
 
-def replay_dead_letters(ctx: AppContext, tenant: TenantDocument, job_id: str) -> dict[str, Any]:
-    """Re-sends every dead-lettered chunk of the job not replayed yet, with a fresh message id (duplicate
-    detection would drop the original id) and its original session, and reopens the job for the status timer."""
+def replay_dead_letters(ctx: AppContext, tenant: TenantDocument, job_id: str) -> ReplayAccepted:
+    """Re-sends up to REPLAY_BATCH_CHUNKS dead-lettered chunks of the job not replayed yet (bounded work per call:
+    `remaining` says how many are left), each with a fresh message id on its original queue and session. Marking a
+    dead letter replayed is the change that reopens the job for the status timer."""
     job, _ = _owned_job(ctx, tenant, job_id)
     if job.cancel_requested:
         raise ApiError(409, "job_cancelled", "a cancelled job cannot be replayed")
-    pending = [d for d in ctx.store.dead_letters(job_id) if not d.replayed]
-    replayed = []
+    pending, more = ctx.store.unreplayed_dead_letters(job_id, ctx.settings.replay_batch_chunks)
+    by_queue: dict[str, list[Any]] = {}
     for dead in pending:
-        ChunkMessage.model_validate_json(dead.body)  # only a valid chunk message is re-sent
-        attempt = utcnow().strftime("%Y%m%d%H%M%S%f")
-        ctx.bus.send(
-            dead.lane.queue_name,
-            [
-                OutgoingMessage(
-                    body=dead.body,
-                    message_id=f"{message_id(job_id, dead.chunk)}.replay.{attempt}",
-                    session_id=session_id(job_id, dead.chunk, job.shards),
-                    subject="chunk",
-                    properties={"jobId": job_id, "chunk": dead.chunk, "replay": attempt},
-                )
-            ],
-        )
+        chunk = ChunkMessage.model_validate_json(dead.body)  # only a valid chunk message is re-sent
+        by_queue.setdefault(chunk_queue(chunk), []).append(replay_message(chunk, dead.body, job.shards))
+    for queue, messages in by_queue.items():
+        ctx.bus.send(queue, messages)
+    for dead in pending:
         dead.replayed = True
         ctx.store.upsert_dead_letter(dead)
-        replayed.append(dead.chunk)
-    if replayed:
-        ctx.store.patch_job(job_id, {"active": True})
-    return {"jobId": job_id, "replayedChunks": sorted(replayed)}
+    remaining = 0
+    if more:
+        left, _ = ctx.store.unreplayed_dead_letters(job_id, ctx.settings.replay_batch_chunks)
+        remaining = len(left)
+    return ReplayAccepted(job_id=job_id, replayed_chunks=sorted(d.chunk for d in pending), remaining=remaining)

@@ -1,53 +1,194 @@
-"""The status timer's use case: gather dead letters, chunk records and expansion progress into job documents.
+"""The status timer's use case: fold what changed into job documents, at a cost that follows what changed.
 
-The timer is the only writer of a job document's computed fields (the API only sets request flags with a patch);
-its read-modify-write is guarded by the etag, so a concurrent flag patch makes it retry on the next tick rather
-than lose the flag. Timer triggers run one at a time across all instances, so there is no lock to take.
+A tick:
+1. moves dead letters out of the dead-letter subqueues (only queues whose depth shows some) into Cosmos;
+2. asks Cosmos once for every job-owned document written since the last tick (chunk records, dead letters,
+   expansions, duplicate summaries, callback states: `CosmosJobStore.changes_since`), less those it has already
+   folded (the cursor remembers their etags inside the overlap it re-reads);
+3. for each job among them, one read and one etag-guarded replace of the job document, a few jobs at a time.
+
+Ten thousand jobs with nothing new cost the change query and the cursor: a handful of requests. The timer is the
+only writer of a job document's computed fields (the API only patches `cancel_requested`); a replace that loses to
+such a patch leaves the job's changes unfolded, so the next tick takes them again. Timer triggers run one at a time
+across all instances, so there is no lock to take.
+
+When a job ends, its follow-ups go to the finish queue (duplicate reconciliation, then the callback) rather than
+running inside the tick: a slow callback receiver or a large reconciliation never delays another job's status.
 """
 
 from __future__ import annotations
 
 import json
 import logging
+import time
+from collections import defaultdict
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta
-from typing import Any
+from datetime import datetime
 
 from pydantic import ValidationError
 
+from shared.adapters.job_store import Change
 from shared.adapters.servicebus import DeadLetter
-from shared.config import ALL_QUEUES, EXPAND_QUEUE, LANE_QUEUES
-from shared.models import CallbackStatus, ChunkMessage, DeadLetterDocument, ExpandMessage, JobDocument, JobState, utcnow
+from shared.config import ALL_QUEUES, CHUNK_QUEUES, EXPAND_QUEUE, FINISH_QUEUE
+from shared.messages import dead_letter_document_id, finish_message
+from shared.models import (
+    CallbackStatus,
+    ChunkMessage,
+    DeadLetterDocument,
+    DuplicatesSummary,
+    ExpandMessage,
+    FinishMessage,
+    JobDocument,
+    JobState,
+    RollUpCursor,
+    utcnow,
+)
 from shared.services.context import AppContext
-from shared.services.imaging_step import job_duplicate_groups
-from shared.services.jobs import job_status
-from shared.status import apply_progress, fold_finished
+from shared.status import apply_progress, fold_changes
 
 log = logging.getLogger(__name__)
 
-# Finished chunks are re-read for this long after the last roll-up: worker and timer clocks may disagree.
-CLOCK_SKEW_ALLOWANCE = timedelta(seconds=120)
+# The change query re-reads this many seconds before the newest change it saw: Cosmos stamps `_ts` when a write
+# commits, in whole seconds, and a write committed in the same second (or seen late on another partition's clock)
+# must not be missed. Changes already folded in the overlap are recognised by their etag.
+CHANGE_OVERLAP_SECONDS = 10
 
 
 @dataclass
 class RollUpReport:
-    jobs_seen: int = 0
+    changes: int = 0  # new changes this tick
+    jobs_changed: int = 0
     jobs_updated: int = 0
+    jobs_deferred: int = 0  # changed jobs left for the next tick (over STATUS_ROLLUP_MAX_JOBS)
     jobs_finished: list[str] = field(default_factory=list)
     conflicts: int = 0
+    failures: int = 0
     dead_letters_moved: int = 0
-    callbacks_sent: int = 0
+    follow_ups_sent: int = 0
+    cosmos_requests: int = 0
+    duration_ms: float = 0.0
     lane_depths: dict[str, dict[str, int]] = field(default_factory=dict)
+
+    @property
+    def jobs_seen(self) -> int:
+        return self.jobs_changed
 
 
 def roll_up_status(ctx: AppContext, now: datetime | None = None) -> RollUpReport:
+    started, requests_before = time.monotonic(), ctx.store.requests
     report = RollUpReport()
+    _move_dead_letters(ctx, report)
+    cursor = ctx.store.get_rollup_cursor() or RollUpCursor()
+    changes = ctx.store.changes_since(max(0, cursor.since_ts - CHANGE_OVERLAP_SECONDS))
+    fresh = [c for c in changes if cursor.seen.get(c.document_id) != c.etag]
+    by_job: dict[str, list[Change]] = defaultdict(list)
+    for change in fresh:  # oldest first, so the jobs waiting longest come first
+        by_job[change.job_id].append(change)
+    report.changes, report.jobs_changed = len(fresh), len(by_job)
+    selected = list(by_job)[: ctx.settings.status_rollup_max_jobs]
+    report.jobs_deferred = len(by_job) - len(selected)
+
+    tick_time = now or utcnow()
+    folded: set[str] = set()
+    with ThreadPoolExecutor(max_workers=ctx.settings.status_rollup_concurrency) as pool:
+        outcomes = pool.map(lambda job_id: _roll_up_job_safely(ctx, job_id, by_job[job_id], tick_time), selected)
+        for job_id, outcome in zip(selected, outcomes, strict=True):
+            if outcome.folded:
+                folded.add(job_id)
+            report.jobs_updated += outcome.updated
+            report.conflicts += outcome.conflict
+            report.failures += outcome.failed
+            report.follow_ups_sent += outcome.follow_ups
+            if outcome.finished:
+                report.jobs_finished.append(job_id)
+
+    ctx.store.put_rollup_cursor(_advance(cursor, changes, folded, tick_time))
+    report.cosmos_requests = ctx.store.requests - requests_before
+    report.duration_ms = round((time.monotonic() - started) * 1000, 1)
+    return report
+
+
+def _advance(cursor: RollUpCursor, changes: list[Change], folded_jobs: set[str], now: datetime) -> RollUpCursor:
+    """The next cursor: from the oldest change not folded yet (or the newest seen), remembering what was folded."""
+    pending = [c.ts for c in changes if c.job_id not in folded_jobs and cursor.seen.get(c.document_id) != c.etag]
+    newest = max((c.ts for c in changes), default=cursor.since_ts)
+    since = min(pending) if pending else newest
+    window_start = since - CHANGE_OVERLAP_SECONDS
+    seen = {
+        c.document_id: c.etag
+        for c in changes
+        if c.ts >= window_start and (c.job_id in folded_jobs or cursor.seen.get(c.document_id) == c.etag)
+    }
+    return RollUpCursor(since_ts=since, seen=seen, last_tick_at=now)
+
+
+@dataclass
+class _JobOutcome:
+    folded: bool = False  # the job's changes are in its document (or there is no job to fold them into)
+    updated: int = 0
+    conflict: int = 0
+    failed: int = 0
+    follow_ups: int = 0
+    finished: bool = False
+
+
+def _roll_up_job_safely(ctx: AppContext, job_id: str, changes: list[Change], now: datetime) -> _JobOutcome:
+    try:
+        return _roll_up_job(ctx, job_id, changes, now)
+    except Exception:
+        # One broken job must not stop the others; its changes stay unfolded and come back next tick.
+        log.exception("job %s: roll-up failed", job_id)
+        return _JobOutcome(failed=1)
+
+
+def _roll_up_job(ctx: AppContext, job_id: str, changes: list[Change], now: datetime) -> _JobOutcome:
+    found = ctx.store.get_job(job_id)
+    if found is None:
+        log.warning("job %s: %d changed documents but no job document; ignored", job_id, len(changes))
+        return _JobOutcome(folded=True)
+    job, etag = found
+    folded = fold_changes(job, [c.document for c in changes])
+    outcome = _JobOutcome()
+    follow_ups: list[FinishMessage] = []
+    if apply_progress(job, now, folded.newly_finished):
+        outcome.finished = True
+        job.ends += 1
+        if "dedup" in job.options.analyses and job.state != JobState.CANCELLED:
+            job.duplicates = DuplicatesSummary(state="pending")
+            follow_ups.append(FinishMessage(job_id=job_id, action="reconcile", end=job.ends))
+        elif job.callback_url:
+            follow_ups.append(_callback_follow_up(job))
+    elif folded.duplicates_ready and job.callback_url and job.state.terminal:
+        follow_ups.append(_callback_follow_up(job))
+    if follow_ups:
+        # Sent before the replace: their ids are deterministic, so if the replace loses and the next tick decides
+        # the same again, duplicate detection drops the repeat; sent after, a crash in between would lose them.
+        ctx.bus.send(FINISH_QUEUE, [finish_message(m)[1] for m in follow_ups])
+        outcome.follow_ups = len(follow_ups)
+    job.rolled_up_at = now
+    if ctx.store.replace_job(job, etag):
+        outcome.folded, outcome.updated = True, 1
+    else:
+        outcome.conflict = 1
+    return outcome
+
+
+def _callback_follow_up(job: JobDocument) -> FinishMessage:
+    job.callback = CallbackStatus(state="pending", next_attempt_at=utcnow())
+    return FinishMessage(job_id=job.job_id, action="callback", end=job.ends)
+
+
+# --- dead letters ------------------------------------------------------------------------------------------------
+
+
+def _move_dead_letters(ctx: AppContext, report: RollUpReport) -> None:
     try:
         depths = ctx.bus.queue_depths(ALL_QUEUES)
     except Exception as exc:  # depths are an optimisation and a report; without them every queue is drained
         log.warning("queue depths unavailable: %s", exc)
         depths = {}
-    report.lane_depths = {q: vars(d) for q, d in depths.items() if q in LANE_QUEUES}
+    report.lane_depths = {q: vars(d) for q, d in depths.items() if q in CHUNK_QUEUES}
     for queue in ALL_QUEUES:
         # Opening a dead-letter receiver costs a round trip or two: skip queues known to have no dead letters.
         if queue in depths and depths[queue].dead_letter == 0:
@@ -56,14 +197,6 @@ def roll_up_status(ctx: AppContext, now: datetime | None = None) -> RollUpReport
             queue,
             lambda dead, q=queue: _record_dead_letter(ctx, q, dead),  # type: ignore[misc]
         )
-    for job_id in ctx.store.active_job_ids():
-        report.jobs_seen += 1
-        try:
-            _roll_up_job(ctx, job_id, now or utcnow(), report)
-        except Exception:
-            # One broken job must not stop the others; it is retried on the next tick.
-            log.exception("job %s: roll-up failed", job_id)
-    return report
 
 
 def _record_dead_letter(ctx: AppContext, queue: str, dead: DeadLetter) -> None:
@@ -79,6 +212,10 @@ def _record_dead_letter(ctx: AppContext, queue: str, dead: DeadLetter) -> None:
             expansion.error = f"manifest expansion failed at step {expand.step}: {dead.reason} {dead.description}"
             ctx.store.upsert_expansion(expansion)
         return
+    if queue == FINISH_QUEUE:
+        # A follow-up that kept failing: the job's status stays ended; its duplicates or callback show as pending.
+        log.error("dead-lettered finish message %s: %s %s", dead.message_id, dead.reason, dead.description)
+        return
     try:
         chunk = ChunkMessage.model_validate_json(dead.body)
     except ValidationError:
@@ -86,7 +223,7 @@ def _record_dead_letter(ctx: AppContext, queue: str, dead: DeadLetter) -> None:
         return
     ctx.store.upsert_dead_letter(
         DeadLetterDocument(
-            id=f"{chunk.job_id}.deadletter.{chunk.chunk}",
+            id=dead_letter_document_id(chunk.job_id, chunk.chunk),
             jobId=chunk.job_id,
             chunk=chunk.chunk,
             lane=chunk.lane,
@@ -96,72 +233,9 @@ def _record_dead_letter(ctx: AppContext, queue: str, dead: DeadLetter) -> None:
             body=dead.body,
         )
     )
-    ctx.store.patch_job(chunk.job_id, {"active": True})
-
-
-def _roll_up_job(ctx: AppContext, job_id: str, now: datetime, report: RollUpReport) -> None:
-    found = ctx.store.get_job(job_id)
-    if found is None:
-        return
-    job, etag = found
-    expansion_done = True
-    if job.manifest_blob is not None:
-        expansion = ctx.store.get_expansion(job_id)
-        expansion_done = bool(expansion and expansion.done)
-        if expansion is not None and expansion_done:
-            job.total_images, job.total_chunks = expansion.images, expansion.chunks
-            if expansion.error and "expansion" not in job.error_codes:
-                job.finished_error_codes["expansion"] = 1
-    since = (job.rolled_up_at - CLOCK_SKEW_ALLOWANCE).timestamp() if job.rolled_up_at else 0.0
-    added = fold_finished(job, ctx.store.finished_chunks_since(job_id, since))
-    just_finished = apply_progress(
-        job, ctx.store.running_chunks(job_id), ctx.store.dead_letters(job_id), now, expansion_done, added
-    )
-    if just_finished:
-        report.jobs_finished.append(job_id)
-        if "dedup" in job.options.analyses and job.state != JobState.CANCELLED:
-            job.duplicate_groups = job_duplicate_groups(ctx.dedup, job)
-        if job.callback_url:  # a job that ends again after a replay calls back again
-            job.callback = CallbackStatus(state="pending", next_attempt_at=now)
-    if job.callback.state == "pending" and job.callback.next_attempt_at and job.callback.next_attempt_at <= now:
-        report.callbacks_sent += _attempt_callback(ctx, job, now)
-    job.active = not job.state.terminal or job.callback.state == "pending"
-    job.rolled_up_at = now
-    if ctx.store.replace_job(job, etag):
-        report.jobs_updated += 1
-    else:
-        report.conflicts += 1
-
-
-def callback_payload(job: JobDocument) -> dict[str, Any]:
-    status = job_status(job).model_dump(mode="json")
-    status.pop("callback", None)
-    return {"event": "job.finished", "job": status}
-
-
-def _attempt_callback(ctx: AppContext, job: JobDocument, now: datetime) -> int:
-    from shared.callbacks import deliver_callback, next_attempt_delay
-    from shared.fetch import FetchPolicy
-
-    tenant = ctx.store.get_tenant(job.tenant_id)
-    if tenant is None or job.callback_url is None:
-        job.callback.state, job.callback.last_error = "failed", "tenant or callback URL missing"
-        return 0
-    outcome = deliver_callback(
-        job.callback_url, callback_payload(job), tenant.callback_secret, FetchPolicy.from_settings(ctx.settings)
-    )
-    job.callback.attempts += 1
-    if outcome.delivered:
-        job.callback.state, job.callback.last_error, job.callback.next_attempt_at = "delivered", None, None
-        return 1
-    job.callback.last_error = outcome.reason
-    if job.callback.attempts >= ctx.settings.callback_max_attempts or not outcome.retryable:
-        job.callback.state, job.callback.next_attempt_at = "failed", None
-    else:
-        job.callback.next_attempt_at = now + timedelta(seconds=next_attempt_delay(job.callback.attempts))
-    log.warning("job %s: callback attempt %d failed: %s", job.job_id, job.callback.attempts, outcome.reason)
-    return 0
 
 
 def report_json(report: RollUpReport) -> str:
     return json.dumps(vars(report), default=str)
+
+

@@ -12,6 +12,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+from urllib.parse import quote
 
 import pytest
 
@@ -67,6 +68,30 @@ class Api:
                 return status
             time.sleep(0.5)
         raise AssertionError(f"job {job_id} did not finish in {timeout} s: {status}")
+
+    def duplicate_groups(self, key: str, job_id: str, timeout: float = 60.0) -> list[list[str]]:
+        """The job's duplicate groups (sorted member lists), once reconciled: paged, parts of a group merged."""
+        deadline = time.monotonic() + timeout
+        while True:
+            code, _, status = self.call("GET", f"/jobs/{job_id}", key)
+            assert code == 200, status
+            if status["duplicates"]["state"] == "ready":
+                break
+            assert time.monotonic() < deadline, f"job {job_id}: duplicates not reconciled in {timeout} s: {status}"
+            time.sleep(0.3)
+        groups: dict[int, list[str]] = {}
+        token: str | None = None
+        while True:
+            query = "?pageSize=50" + (f"&continuation={quote(token, safe='')}" if token else "")
+            code, _, page = self.call("GET", f"/jobs/{job_id}/duplicates{query}", key)
+            assert code == 200, page
+            for item in page["items"]:
+                groups.setdefault(item["group"], []).extend(item["members"])
+            token = page["continuation"]
+            if not token:
+                break
+        assert len(groups) == status["duplicates"]["groups"], (groups, status["duplicates"])
+        return sorted(sorted(members) for members in groups.values())
 
     def workers(self) -> list[int]:
         with urllib.request.urlopen(f"{self.base_url}/admin/host/workers", timeout=10) as response:

@@ -31,7 +31,7 @@ def test_blob_images_get_thumbnails_and_duplicate_groups(
     assert status["state"] == "completed_with_errors", status
     assert status["counts"] == {"succeeded": 3, "failed": 2, "skipped": 0}
     assert status["errors"] == {"not_found": 2}
-    assert status["duplicate_groups"] == [[f"{job_id}.0", f"{job_id}.1"]]
+    assert app_host.duplicate_groups(tenant.key, job_id) == [[f"{job_id}.0", f"{job_id}.1"]]
 
     _, _, page = app_host.call("GET", f"/jobs/{job_id}/images?pageSize=10", tenant.key)
     by_index = {item["index"]: item for item in page["items"]}
@@ -51,3 +51,4 @@ def test_blob_images_get_thumbnails_and_duplicate_groups(
         assert stored[:3] == b"\xff\xd8\xff" if thumb["format"] == "jpeg" else stored[8:12] == b"WEBP"
         assert max(thumb["width"], thumb["height"]) == thumb["size"]
     assert by_index[4]["error"]["code"] == "not_found"
+

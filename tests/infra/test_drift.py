@@ -20,6 +20,7 @@ from shared.config import (
     ALL_QUEUES,
     COSMOS_CONTAINERS,
     EXPAND_QUEUE,
+    FINISH_QUEUE,
     LANE_QUEUES,
     PLATFORM_SETTINGS,
     Lane,
@@ -239,8 +240,13 @@ def test_queues_match_the_code() -> None:
     for name, queue in queues.items():
         assert queue["requiresSession"] is (name in LANE_QUEUES), f"{name}: sessions on lane queues only"
     assert queues[EXPAND_QUEUE]["requiresSession"] is False
-    lanes = {queue["lane"]: name for name, queue in queues.items() if queue["lane"]}
-    assert lanes == {lane.value: lane.queue_name for lane in Lane}, "every lane needs its own session queue"
+    assert queues[FINISH_QUEUE]["requiresSession"] is False
+    lanes: dict[str, set[str]] = {}
+    for name, queue in queues.items():
+        if queue["lane"]:
+            lanes.setdefault(queue["lane"], set()).add(name)
+    expected = {lane.value: {lane.queue_name, lane.express_queue_name} for lane in Lane}
+    assert lanes == expected, "every lane needs its own session queue and its own express queue"
 
 
 def test_queue_resource_uses_the_declared_properties() -> None:

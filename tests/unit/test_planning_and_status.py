@@ -2,14 +2,20 @@
 
 from __future__ import annotations
 
+import json
 from datetime import UTC, datetime, timedelta
 
 import pytest
 
 from shared.config import ConfigError, Lane, Settings, Tier
 from shared.models import (
+    DEAD_LETTER_SAMPLE,
+    CallbackDocument,
+    CallbackStatus,
     ChunkDocument,
     DeadLetterDocument,
+    DuplicatesDocument,
+    ExpansionDocument,
     ImageCounts,
     ImageRef,
     JobDocument,
@@ -28,7 +34,8 @@ from shared.planning import (
     shards_for,
 )
 from shared.services.expand import iter_line_spans, manifest_lines
-from shared.status import apply_progress, bitmap_add, bitmap_count, bitmap_has, fold_finished
+from shared.status import Bitmap, JobChange, apply_progress, fold_changes
+from shared.views import job_status
 
 BASE_ENV = {
     "AzureWebJobsStorage": "UseDevelopmentStorage=true",
@@ -141,73 +148,120 @@ def chunk(
     )
 
 
+def dead_letter(n: int, replayed: bool = False) -> DeadLetterDocument:
+    return DeadLetterDocument(
+        id=f"j.deadletter.{n}", jobId="j", chunk=n, lane=Lane.HIGH, reason="MaxDeliveryCountExceeded",
+        description="", dead_lettered_at=T0, replayed=replayed,
+    )  # fmt: skip
+
+
+def roll(j: JobDocument, changes: list[JobChange], at: datetime = T0 + timedelta(seconds=30)) -> bool:
+    """One roll-up of a job: fold its changes, then decide its progress (as the status timer does)."""
+    return apply_progress(j, at, fold_changes(j, changes).newly_finished)
+
+
 def test_bitmap() -> None:
-    bitmap = bitmap_add("", [0, 9, 20000])
-    assert bitmap_has(bitmap, 9) and bitmap_has(bitmap, 20000) and not bitmap_has(bitmap, 1)
-    assert bitmap_count(bitmap) == 3 and not bitmap_has("", 0)
+    bitmap = Bitmap()
+    for index in (0, 9, 20000):
+        bitmap.add(index)
+    again = Bitmap(bitmap.encode())
+    assert 9 in again and 20000 in again and 1 not in again
+    assert len(again) == 3 and 0 not in Bitmap("")
+    again.discard(20000)
+    assert list(again.members()) == [0, 9] and len(again.encode()) < 8, "discarding trims the encoding"
 
 
 def test_a_finished_chunk_is_counted_once_however_often_it_is_read() -> None:
     j = job()
-    assert fold_finished(j, [chunk(0), chunk(1, ok=8, failed=2, codes={"corrupt": 2})]) == [0, 1]
-    assert fold_finished(j, [chunk(0), chunk(1), chunk(0)]) == []  # the overlapping window re-reads them
+    assert fold_changes(j, [chunk(0), chunk(1, ok=8, failed=2, codes={"corrupt": 2})]).newly_finished == [0, 1]
+    assert fold_changes(j, [chunk(0), chunk(1), chunk(0)]).newly_finished == []  # the overlap re-reads them
     assert j.finished_counts == ImageCounts(succeeded=18, failed=2)
     assert j.finished_error_codes == {"corrupt": 2}
 
 
 def test_state_machine_runs_to_completed_with_errors() -> None:
     j = job()
-    assert not apply_progress(j, [], [], T0, expansion_done=True)
+    assert not roll(j, [], T0)
     assert j.state is JobState.ACCEPTED
-    assert not apply_progress(j, [chunk(0, state="running", ok=4)], [], T0 + timedelta(seconds=2), True)
+    assert not roll(j, [chunk(0, state="running", ok=4)], T0 + timedelta(seconds=2))
     assert j.state is JobState.RUNNING and j.counts.succeeded == 4 and j.eta_seconds and j.eta_seconds > 0
-    fold_finished(j, [chunk(0), chunk(1), chunk(2, ok=9, failed=1, codes={"timeout": 1})])
-    assert apply_progress(j, [chunk(2, state="running", ok=5)], [], T0 + timedelta(seconds=20), True)
+    assert not roll(j, [chunk(0), chunk(1), chunk(2, state="running", ok=5)], T0 + timedelta(seconds=15))
+    assert j.counts == ImageCounts(succeeded=25) and set(j.running) == {"2"}
+    assert roll(j, [chunk(2, ok=9, failed=1, codes={"timeout": 1})], T0 + timedelta(seconds=20))
     assert j.state is JobState.COMPLETED_WITH_ERRORS and j.counts == ImageCounts(succeeded=29, failed=1)
-    assert j.finished_at == T0 + timedelta(seconds=20) and j.eta_seconds == 0.0
+    assert j.finished_at == T0 + timedelta(seconds=12), "the job ended when its last chunk did, not at the tick"
+    assert j.eta_seconds == 0.0 and j.running == {}
 
 
 def test_dead_letters_end_a_job_and_a_replay_reopens_it() -> None:
     j = job(total_chunks=2)
-    dead = DeadLetterDocument(
-        id="j.deadletter.1", jobId="j", chunk=1, lane=Lane.HIGH, reason="MaxDeliveryCountExceeded", description="",
-        dead_lettered_at=T0, body="{}",
-    )
-    fold_finished(j, [chunk(0)])
-    assert apply_progress(j, [], [dead], T0, True)
+    assert roll(j, [chunk(0), dead_letter(1)])
     assert j.state is JobState.COMPLETED_WITH_ERRORS and j.dead_lettered[0].reason == "MaxDeliveryCountExceeded"
-    dead.replayed = True
-    assert not apply_progress(j, [], [dead], T0, True)
+    assert job_status(j).dead_lettered_count == 1
+    assert not roll(j, [dead_letter(1, replayed=True)])
     assert j.state is JobState.RUNNING and j.finished_at is None
-    fold_finished(j, [chunk(1)])
-    assert apply_progress(j, [], [dead], T0, True) and j.state is JobState.SUCCEEDED
+    assert roll(j, [chunk(1)]) and j.state is JobState.SUCCEEDED
 
 
 def test_a_replayed_chunk_that_finished_before_any_roll_up_saw_the_replay_still_ends_the_job_again() -> None:
     j = job(total_chunks=1)
-    dead = DeadLetterDocument(
-        id="j.deadletter.0", jobId="j", chunk=0, lane=Lane.HIGH, reason="MaxDeliveryCountExceeded", description="",
-        dead_lettered_at=T0, body="{}",
-    )  # fmt: skip
-    assert apply_progress(j, [], [dead], T0, True) and j.state is JobState.FAILED
-    dead.replayed = True  # the replay and the chunk's processing both happen between two roll-ups
-
-    added = fold_finished(j, [chunk(0)])
-
-    assert apply_progress(j, [], [dead], T0, True, added) and j.state is JobState.SUCCEEDED
-    assert not apply_progress(j, [], [dead], T0, True, fold_finished(j, [chunk(0)])), "ends once"
+    assert roll(j, [dead_letter(0)]) and j.state is JobState.FAILED
+    # The replay and the chunk's processing both happen between two roll-ups.
+    assert roll(j, [dead_letter(0, replayed=True), chunk(0)]) and j.state is JobState.SUCCEEDED
+    assert not roll(j, [dead_letter(0, replayed=True), chunk(0)]), "ends once"
 
 
 def test_cancel_and_all_failed_end_states() -> None:
     j = job(total_chunks=1, cancel_requested=True)
-    fold_finished(j, [chunk(0, ok=3)])
-    assert apply_progress(j, [], [], T0, True) and j.state is JobState.CANCELLED
+    assert roll(j, [chunk(0, ok=3)]) and j.state is JobState.CANCELLED
     j = job(total_chunks=1)
-    fold_finished(j, [chunk(0, ok=0, failed=10)])
-    assert apply_progress(j, [], [], T0, True) and j.state is JobState.FAILED
+    assert roll(j, [chunk(0, ok=0, failed=10)]) and j.state is JobState.FAILED
 
 
 def test_a_manifest_job_waits_for_its_expansion() -> None:
+    j = job(total_chunks=1, manifest_blob="t/m.txt")
+    j.total_images = j.total_chunks = None  # unknown until the expansion ends
+    assert not roll(j, [chunk(0)]) and j.state is JobState.RUNNING
+    expansion = ExpansionDocument(id="j.expansion", jobId="j", done=True, images=10, chunks=1)
+    assert roll(j, [expansion]) and j.state is JobState.SUCCEEDED and j.total_images == 10
+
+
+def test_a_one_image_job_reports_no_rate_from_a_zero_length_interval() -> None:
     j = job(total_chunks=1)
-    fold_finished(j, [chunk(0)])
-    assert not apply_progress(j, [], [], T0, expansion_done=False) and j.state is JobState.RUNNING
+    one = chunk(0, ok=1)
+    one.finished_at = one.started_at + timedelta(milliseconds=40)
+    assert roll(j, [one])
+    assert j.images_per_second is None and j.eta_seconds == 0.0, "1 image in 40 ms is not 25 images/s of anything"
+    j = job(total_chunks=2)
+    assert roll(j, [chunk(0), chunk(1)])
+    assert j.images_per_second == round(20 / 11, 3), "20 images from the first start (T0) to the last end (T0+11)"
+
+
+def test_duplicates_and_callback_states_belong_to_the_latest_end() -> None:
+    j = job(total_chunks=1)
+    assert roll(j, [chunk(0)])
+    j.ends = 1
+    stale = DuplicatesDocument(id="j.duplicates", jobId="j", end=0, groups=9, images=18)
+    assert not fold_changes(j, [stale]).duplicates_ready and j.duplicates.state == "none"
+    ready = DuplicatesDocument(id="j.duplicates", jobId="j", end=1, groups=2, images=5)
+    assert fold_changes(j, [ready]).duplicates_ready
+    assert j.duplicates.groups == 2 and job_status(j).duplicates_url == "/api/jobs/j/duplicates"
+    assert not fold_changes(j, [ready]).duplicates_ready, "folded once"
+    fold_changes(j, [CallbackDocument(id="j.callback", jobId="j", end=1, status=CallbackStatus(state="delivered"))])
+    assert j.callback.state == "delivered"
+
+
+def test_the_job_document_of_a_ten_million_image_job_stays_small() -> None:
+    chunks = 20_000  # 10,000,000 images in chunks of 500
+    j = job(total_chunks=chunks)
+    j.total_images = 10_000_000
+    j.options = JobOptions(thumbnail_sizes=[64, 128, 256, 512, 1024, 2048])
+    codes = {"corrupt": 60, "timeout": 40}
+    changes: list[JobChange] = [chunk(n, ok=400, failed=100, codes=codes) for n in range(chunks)]
+    changes += [dead_letter(n) for n in range(0, chunks, 7)]  # thousands of dead letters
+    changes += [chunk(n, state="running", ok=3) for n in range(8)]
+    roll(j, changes)
+    size = len(json.dumps(j.to_store()))
+    assert size < 64 * 1024, size
+    assert len(Bitmap(j.finished_chunks)) == chunks and len(j.dead_lettered) == DEAD_LETTER_SAMPLE
+    assert job_status(j).dead_lettered_count == len(range(0, chunks, 7))

@@ -1,0 +1,112 @@
+"""Every document id and every outgoing Service Bus message of a job, in one place.
+
+Ids are deterministic, so a repeated write is an overwrite and a repeated send is dropped by duplicate detection:
+chunk messages `{job}.{chunk}`, expand steps `{job}.expand.{step}`, finish follow-ups `{job}.{action}.{end}[.{n}]`.
+Continuations and replays carry a time stamp instead: they are meant to be sent again.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+from shared.adapters.servicebus import OutgoingMessage
+from shared.config import EXPAND_QUEUE, FINISH_QUEUE
+from shared.models import ChunkMessage, ExpandMessage, FinishMessage, utcnow
+from shared.planning import encode, message_id, session_id
+
+# --- document ids (Cosmos `jobs` container, partition = job id) ----------------------------------------------
+
+
+def chunk_document_id(job_id: str, chunk: int) -> str:
+    return f"{job_id}.chunk.{chunk}"
+
+
+def image_result_id(job_id: str, index: int) -> str:
+    return f"{job_id}.{index}"
+
+
+def expansion_document_id(job_id: str) -> str:
+    return f"{job_id}.expansion"
+
+
+def dead_letter_document_id(job_id: str, chunk: int) -> str:
+    return f"{job_id}.deadletter.{chunk}"
+
+
+def duplicates_document_id(job_id: str) -> str:
+    return f"{job_id}.duplicates"
+
+
+def duplicate_group_document_id(job_id: str, end: int, group: int, part: int) -> str:
+    return f"{job_id}.group.{end}.{group:07d}.{part:04d}"
+
+
+def callback_document_id(job_id: str) -> str:
+    return f"{job_id}.callback"
+
+
+# --- messages -----------------------------------------------------------------------------------------------
+
+
+def chunk_queue(message: ChunkMessage) -> str:
+    return message.lane.express_queue_name if message.express else message.lane.queue_name
+
+
+def chunk_message(message: ChunkMessage, shards: int) -> OutgoingMessage:
+    """A chunk as first sent. An express chunk has no session: any consumer of the lane's express queue takes it."""
+    return _chunk(message, shards, message_id(message.job_id, message.chunk), {})
+
+
+def continuation_message(message: ChunkMessage, shards: int, delivery_count: int) -> OutgoingMessage:
+    """The same chunk again (its recorded images are skipped on pickup), on the same session, with a fresh id."""
+    return _chunk(
+        message,
+        shards,
+        f"{message_id(message.job_id, message.chunk)}.cont.{_stamp()}",
+        {"continuation": delivery_count},
+    )
+
+
+def replay_message(message: ChunkMessage, body: str, shards: int) -> OutgoingMessage:
+    """A dead-lettered chunk re-sent as it was, with a fresh id (duplicate detection would drop the original)."""
+    attempt = _stamp()
+    return OutgoingMessage(
+        body=body,
+        message_id=f"{message_id(message.job_id, message.chunk)}.replay.{attempt}",
+        session_id=None if message.express else session_id(message.job_id, message.chunk, shards),
+        subject="chunk",
+        properties={"jobId": message.job_id, "chunk": message.chunk, "replay": attempt},
+    )
+
+
+def expand_message(message: ExpandMessage) -> tuple[str, OutgoingMessage]:
+    return EXPAND_QUEUE, OutgoingMessage(
+        body=message.model_dump_json(),
+        message_id=f"{message.job_id}.expand.{message.step}",
+        subject="expand",
+        properties={"jobId": message.job_id},
+    )
+
+
+def finish_message(message: FinishMessage) -> tuple[str, OutgoingMessage]:
+    suffix = ("" if message.attempt == 1 else f".{message.attempt}") + (f".w{message.waits}" if message.waits else "")
+    return FINISH_QUEUE, OutgoingMessage(
+        body=message.model_dump_json(),
+        message_id=f"{message.job_id}.{message.action}.{message.end}{suffix}",
+        subject=message.action,
+        properties={"jobId": message.job_id},
+    )
+
+
+def _chunk(message: ChunkMessage, shards: int, msg_id: str, extra: dict[str, str | int]) -> OutgoingMessage:
+    return OutgoingMessage(
+        body=encode(message),
+        message_id=msg_id,
+        session_id=None if message.express else session_id(message.job_id, message.chunk, shards),
+        subject="chunk",
+        properties={"jobId": message.job_id, "chunk": message.chunk, **extra},
+    )
+
+
+def _stamp(now: datetime | None = None) -> str:
+    return (now or utcnow()).strftime("%Y%m%d%H%M%S%f")

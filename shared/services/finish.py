@@ -1,0 +1,116 @@
+"""A finished job's follow-ups, one message each on the finish queue (never inside the status timer's tick):
+
+- `reconcile`: the job's duplicate groups, made exact and whole (library members included), written as documents
+  of their own (at most GROUP_PART_MEMBERS members each, paged by the API), then a summary the timer folds in;
+- `callback`: one signed delivery attempt; a retryable failure schedules the next attempt as a new message with
+  back-off, so no consumer waits between attempts. The delivery state is a document the timer folds in.
+
+Both are idempotent: their documents have deterministic ids, and a message for an older end of the job (a replay
+reopened and ended it again) is dropped.
+"""
+
+from __future__ import annotations
+
+import logging
+from datetime import timedelta
+
+from shared.callbacks import deliver_callback, next_attempt_delay
+from shared.fetch import FetchPolicy
+from shared.messages import (
+    callback_document_id,
+    duplicate_group_document_id,
+    duplicates_document_id,
+    finish_message,
+)
+from shared.models import (
+    CallbackDocument,
+    CallbackStatus,
+    Document,
+    DuplicateGroupDocument,
+    DuplicatesDocument,
+    FinishMessage,
+    JobDocument,
+    utcnow,
+)
+from shared.services.context import AppContext
+from shared.services.imaging_step import job_duplicate_groups
+from shared.views import callback_payload
+
+log = logging.getLogger(__name__)
+
+GROUP_PART_MEMBERS = 2000  # ~70 KB a document: far under Cosmos' 2 MB whatever a group's size
+# The timer sends a follow-up just before it records the job's end (so a crash in between cannot lose it): a
+# follow-up that arrives first waits for the record, a second at a time, this many times.
+MAX_WAITS = 30
+
+
+def handle_finish(ctx: AppContext, message: FinishMessage) -> str:
+    """Runs one follow-up. Returns what happened, for the log."""
+    found = ctx.store.get_job(message.job_id)
+    if found is None:
+        return "no such job"
+    job = found[0]
+    if message.end > job.ends:
+        if message.waits >= MAX_WAITS:
+            return f"given up: the job never recorded end {message.end}"
+        queue, again = finish_message(message.model_copy(update={"waits": message.waits + 1}))
+        ctx.bus.schedule(queue, again, utcnow() + timedelta(seconds=1))
+        return f"waiting for the job to record end {message.end}"
+    if message.end < job.ends or not job.state.terminal:
+        return f"stale (the job is at end {job.ends}, {job.state.value})"
+    if message.action == "reconcile":
+        return reconcile_duplicates(ctx, job, message.end)
+    return attempt_callback(ctx, job, message)
+
+
+def reconcile_duplicates(ctx: AppContext, job: JobDocument, end: int) -> str:
+    groups = job_duplicate_groups(ctx.dedup, job)
+    documents: list[Document] = []
+    for number, members in enumerate(groups):
+        for part, start in enumerate(range(0, len(members), GROUP_PART_MEMBERS)):
+            documents.append(
+                DuplicateGroupDocument(
+                    id=duplicate_group_document_id(job.job_id, end, number, part),
+                    jobId=job.job_id,
+                    end=end,
+                    group=number,
+                    part=part,
+                    size=len(members),
+                    members=members[start : start + GROUP_PART_MEMBERS],
+                )
+            )
+    ctx.store.upsert_documents(documents)
+    images = sum(len(m) for m in groups)
+    # Last: once the summary exists, every group document it counts does.
+    ctx.store.upsert_document(
+        DuplicatesDocument(
+            id=duplicates_document_id(job.job_id), jobId=job.job_id, end=end, groups=len(groups), images=images
+        )
+    )
+    return f"{len(groups)} duplicate groups, {images} images"
+
+
+def attempt_callback(ctx: AppContext, job: JobDocument, message: FinishMessage) -> str:
+    tenant = ctx.store.get_tenant(job.tenant_id)
+    status = CallbackStatus(state="pending", attempts=message.attempt)
+    if tenant is None or job.callback_url is None:
+        status.state, status.last_error = "failed", "tenant or callback URL missing"
+    else:
+        outcome = deliver_callback(
+            job.callback_url, callback_payload(job), tenant.callback_secret, FetchPolicy.from_settings(ctx.settings)
+        )
+        if outcome.delivered:
+            status.state = "delivered"
+        else:
+            status.last_error = outcome.reason
+            if message.attempt >= ctx.settings.callback_max_attempts or not outcome.retryable:
+                status.state = "failed"
+            else:
+                status.next_attempt_at = utcnow() + timedelta(seconds=next_attempt_delay(message.attempt))
+                queue, retry = finish_message(message.model_copy(update={"attempt": message.attempt + 1}))
+                ctx.bus.schedule(queue, retry, status.next_attempt_at)
+            log.warning("job %s: callback attempt %d failed: %s", job.job_id, message.attempt, outcome.reason)
+    ctx.store.upsert_document(
+        CallbackDocument(id=callback_document_id(job.job_id), jobId=job.job_id, end=message.end, status=status)
+    )
+    return f"callback {status.state} after attempt {message.attempt}"
