@@ -60,12 +60,15 @@ THUMBNAILS_CONTAINER = "thumbnails"
 MANIFESTS_CONTAINER = "manifests"
 ALL_CONTAINERS: tuple[str, ...] = (ORIGINALS_CONTAINER, THUMBNAILS_CONTAINER, MANIFESTS_CONTAINER)
 
-# Cosmos DB containers and their partition key paths.
-COSMOS_CONTAINERS: dict[str, str] = {
-    "jobs": "/jobId",  # job, chunk and image-result documents, partitioned by job
-    "tenants": "/tenantId",  # tenants and their hashed API keys
-    "dedup": "/tenantId",  # exact (sha256) and near (hash band) duplicate index, per tenant
+# Cosmos DB containers and their partition key paths (more than one path: a hierarchical, MultiHash key).
+COSMOS_CONTAINERS: dict[str, tuple[str, ...]] = {
+    # A job's documents, by job and then by bucket: everything job-wide in bucket 0, image results in buckets of
+    # IMAGES_PER_BUCKET, so a 10-million-image job (~18 GB of results) never nears a logical partition's 20 GB.
+    "jobs": ("/jobId", "/bucket"),
+    "tenants": ("/tenantId",),  # tenants and their hashed API keys
+    "dedup": ("/tenantId",),  # exact (sha256) and near (hash band) duplicate index, per tenant
 }
+IMAGES_PER_BUCKET = 1_000_000
 
 # Setting names that are documented but consumed by the platform, not by this code.
 PLATFORM_SETTINGS: tuple[str, ...] = (

@@ -14,7 +14,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, HttpUrl, field_validator, model_validator
 
-from shared.config import Lane
+from shared.config import IMAGES_PER_BUCKET, Lane
 
 MAX_REF_LENGTH = 2048
 Analysis = Literal["exif", "thumbnails", "hashes", "dedup", "faces", "people"]
@@ -36,6 +36,17 @@ class Document(BaseModel):
 
     def to_store(self) -> dict[str, Any]:
         return self.model_dump(mode="json", by_alias=True, exclude_none=False)
+
+
+class JobOwnedDocument(Document):
+    """A document in the `jobs` container, whose key is (job id, bucket): job-wide documents live in bucket 0,
+    image results in `image_bucket(index)`."""
+
+    bucket: int = 0
+
+
+def image_bucket(index: int) -> int:
+    return 1 + index // IMAGES_PER_BUCKET
 
 
 # --- requests ----------------------------------------------------------------------------------
@@ -240,7 +251,7 @@ class RunningChunk(BaseModel):
 DEAD_LETTER_SAMPLE = 20
 
 
-class JobDocument(Document):
+class JobDocument(JobOwnedDocument):
     """One job's state. Its size is bounded whatever the job's size: per-chunk facts are bitmaps (one bit a chunk),
     running chunks are the few in flight, dead letters a sample and a count, duplicate groups a count."""
 
@@ -280,7 +291,7 @@ class JobDocument(Document):
     callback: CallbackStatus = Field(default_factory=CallbackStatus)
 
 
-class ChunkDocument(Document):
+class ChunkDocument(JobOwnedDocument):
     """The chunk worker's record of one chunk; `state=done` counts are final (recomputed from image documents)."""
 
     id: str
@@ -305,7 +316,7 @@ class ImageError(BaseModel):
     message: str
 
 
-class ImageResultDocument(Document):
+class ImageResultDocument(JobOwnedDocument):
     id: str
     job_id: str = Field(alias="jobId")
     type: Literal["image"] = "image"
@@ -322,7 +333,7 @@ class ImageResultDocument(Document):
     processed_at: datetime
 
 
-class ExpansionDocument(Document):
+class ExpansionDocument(JobOwnedDocument):
     id: str
     job_id: str = Field(alias="jobId")
     type: Literal["expansion"] = "expansion"
@@ -333,7 +344,7 @@ class ExpansionDocument(Document):
     error: str | None = None
 
 
-class DeadLetterDocument(Document):
+class DeadLetterDocument(JobOwnedDocument):
     id: str
     job_id: str = Field(alias="jobId")
     type: Literal["deadletter"] = "deadletter"
@@ -346,7 +357,7 @@ class DeadLetterDocument(Document):
     replayed: bool = False
 
 
-class DuplicatesDocument(Document):
+class DuplicatesDocument(JobOwnedDocument):
     """Written by the finish worker when a job's duplicate groups are reconciled (for the job's `end`-th end)."""
 
     id: str
@@ -357,7 +368,7 @@ class DuplicatesDocument(Document):
     images: int
 
 
-class DuplicateGroupDocument(Document):
+class DuplicateGroupDocument(JobOwnedDocument):
     """One part (at most GROUP_PART_MEMBERS members) of one duplicate group of a job."""
 
     id: str
@@ -370,7 +381,7 @@ class DuplicateGroupDocument(Document):
     members: list[str]  # image result ids (`{job}.{index}`), this job's and the library's
 
 
-class CallbackDocument(Document):
+class CallbackDocument(JobOwnedDocument):
     """The delivery state of a job's callback, written by the finish worker, folded into the job by the timer."""
 
     id: str
@@ -380,7 +391,7 @@ class CallbackDocument(Document):
     status: CallbackStatus
 
 
-class RollUpCursor(Document):
+class RollUpCursor(JobOwnedDocument):
     """Where the status timer's change query starts, and the changes it has already folded (by etag) inside the
     overlap it re-reads. Bounded by what changed in the overlap, not by the jobs that exist."""
 

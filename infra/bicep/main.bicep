@@ -244,7 +244,13 @@ var jobsIndexingPolicy = {
       path: '/duplicate_of/*'
     }
     {
-      path: '/duplicate_groups/*'
+      path: '/members/*'
+    }
+    {
+      path: '/seen/*'
+    }
+    {
+      path: '/running/*'
     }
     {
       path: '/dead_lettered/*'
@@ -292,19 +298,28 @@ var defaultIndexingPolicy = {
 var cosmosContainers = [
   {
     name: 'jobs'
-    partitionKey: '/jobId'
+    // Hierarchical: by job, then by bucket (job-wide documents in 0, image results in buckets of a million), so
+    // no logical partition of a 10-million-image job nears 20 GB (IMAGES_PER_BUCKET in shared/config.py).
+    partitionKeys: [
+      '/jobId'
+      '/bucket'
+    ]
     defaultTtl: jobTtlSeconds
     indexingPolicy: jobsIndexingPolicy
   }
   {
     name: 'tenants'
-    partitionKey: '/tenantId'
+    partitionKeys: [
+      '/tenantId'
+    ]
     defaultTtl: null
     indexingPolicy: defaultIndexingPolicy
   }
   {
     name: 'dedup'
-    partitionKey: '/tenantId'
+    partitionKeys: [
+      '/tenantId'
+    ]
     defaultTtl: jobTtlSeconds
     indexingPolicy: defaultIndexingPolicy
   }

@@ -70,6 +70,7 @@ def provision_local(client: CosmosClient, settings: Settings) -> DatabaseProxy:
     """Creates the database and containers on the local emulator. In Azure the Bicep creates them
     (data-plane RBAC cannot), so the app never calls this outside devstack and tests."""
     database = client.create_database_if_not_exists(settings.cosmos_database)
-    for name, partition_key in COSMOS_CONTAINERS.items():
-        database.create_container_if_not_exists(id=name, partition_key=PartitionKey(path=partition_key))
+    for name, paths in COSMOS_CONTAINERS.items():
+        key = PartitionKey(path=list(paths), kind="MultiHash") if len(paths) > 1 else PartitionKey(path=paths[0])
+        database.create_container_if_not_exists(id=name, partition_key=key)
     return database

@@ -1,8 +1,11 @@
-"""Job, chunk, image-result, expansion and dead-letter documents in the Cosmos `jobs` container (by `jobId`).
+"""Job, chunk, image-result, expansion, dead-letter, duplicate-group and callback documents in the Cosmos `jobs`
+container, keyed hierarchically by (`jobId`, `bucket`): job-wide documents in bucket 0, image results in buckets of
+a million images (so a job of any size fits the 20 GB of a logical partition; queries filtered on `jobId` are still
+routed to the job's partitions only).
 
-Queries stay within what both Cosmos DB and the local emulator run: single-partition filters written as
-`WHERE c.jobId = @job` with cross-partition enabled (the emulator cannot page with `partition_key=`), no
-aggregates, no GROUP BY, no OFFSET/LIMIT (notes/local-emulators-facts.md).
+Queries stay within what both Cosmos DB and the local emulator run: filters written as `WHERE c.jobId = @job` with
+cross-partition enabled (the emulator cannot page with `partition_key=`), no aggregates, no GROUP BY, no
+OFFSET/LIMIT (see "The local stack" in the README).
 """
 
 from __future__ import annotations
@@ -86,14 +89,17 @@ class CosmosJobStore:
             query=query, parameters=parameters, enable_cross_partition_query=True, max_item_count=1000
         ).by_page()
         rows: list[dict[str, Any]] = []
+        requests = 0
         for page in pages:
-            self._count()
+            requests += 1
             rows.extend(page)
+        self._count(max(1, requests))  # a query that finds nothing is still a request
         return rows
 
     def _read(self, item_id: str, job_id: str) -> dict[str, Any] | None:
+        """A job-wide document (bucket 0 of the job's partition key)."""
         self._count()
-        return point_read(self._jobs, item_id, job_id)
+        return point_read(self._jobs, item_id, [job_id, 0])
 
     def _upsert(self, doc: Document) -> None:
         self._count()
@@ -124,7 +130,7 @@ class CosmosJobStore:
         operations = [{"op": "set", "path": f"/{k}", "value": v} for k, v in fields.items()]
         self._count()
         try:
-            self._jobs.patch_item(job_id, partition_key=job_id, patch_operations=operations)
+            self._jobs.patch_item(job_id, partition_key=[job_id, 0], patch_operations=operations)
         except CosmosResourceNotFoundError:
             return False
         return True
@@ -288,7 +294,7 @@ class CosmosJobStore:
         return None if raw is None else TenantDocument.model_validate(raw)
 
 
-def point_read(container: ContainerProxy, item_id: str, partition_key: str) -> dict[str, Any] | None:
+def point_read(container: ContainerProxy, item_id: str, partition_key: str | list[Any]) -> dict[str, Any] | None:
     """The document, or None if there is none."""
     try:
         return dict(container.read_item(item_id, partition_key=partition_key))

@@ -35,6 +35,7 @@ from shared.models import (
     ImageRef,
     ImageResultDocument,
     classify_manifest_line,
+    image_bucket,
     ref_problem,
     utcnow,
 )
@@ -196,6 +197,7 @@ def _image_result(message: ChunkMessage, ref: ImageRef, **fields: Any) -> ImageR
     """The result document of one image; its id makes a rewrite by a redelivery an overwrite, never a second one."""
     return ImageResultDocument(
         id=image_result_id(message.job_id, ref.index),
+        bucket=image_bucket(ref.index),
         jobId=message.job_id,
         index=ref.index,
         chunk=message.chunk,

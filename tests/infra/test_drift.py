@@ -340,8 +340,11 @@ def _cosmos_containers() -> dict[str, dict[str, Any]]:
 
 
 def test_cosmos_containers_and_partition_keys_match_the_code() -> None:
-    deployed = {name: container["partitionKey"] for name, container in _cosmos_containers().items()}
+    deployed = {name: tuple(container["partitionKeys"]) for name, container in _cosmos_containers().items()}
     assert deployed == COSMOS_CONTAINERS
+    body = resource_body(module_doc("cosmos"), "containerResources")["properties"]["resource"]["partitionKey"]
+    assert references(body["paths"]) == "container.partitionKeys"
+    assert "MultiHash" in json.dumps(body["kind"]) and body["version"] == 2, "several paths need a MultiHash key"
 
 
 def test_cosmos_database_matches_the_setting() -> None:

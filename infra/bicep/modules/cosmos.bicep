@@ -24,7 +24,7 @@ param autoscaleMaxThroughput int = 4000
 @description('Database name (COSMOS_DATABASE).')
 param databaseName string
 
-@description('Containers: objects with name, partitionKey, defaultTtl (-1 = no expiry unless per item, or seconds) and indexingPolicy.')
+@description('Containers: objects with name, partitionKeys (paths; more than one makes a hierarchical key), defaultTtl (-1 = no expiry unless per item, or seconds) and indexingPolicy.')
 param containers array
 
 @description('Principal ids granted the Cosmos DB Built-in Data Contributor role on the account.')
@@ -85,10 +85,8 @@ resource containerResources 'Microsoft.DocumentDB/databaseAccounts/sqlDatabases/
     resource: {
       id: container.name
       partitionKey: {
-        paths: [
-          container.partitionKey
-        ]
-        kind: 'Hash'
+        paths: container.partitionKeys
+        kind: length(container.partitionKeys) > 1 ? 'MultiHash' : 'Hash'
         version: 2
       }
       defaultTtl: container.defaultTtl
