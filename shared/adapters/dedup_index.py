@@ -4,31 +4,40 @@ Documents (all in the tenant's partition):
 - `sha.{sha256}`: the first image seen with these bytes. Created with create_item: the service answers 409 to every
   later or concurrent creator (CosmosResourceExistsError), which then reads the holder. No read-modify-write.
 - `img.{job}.{image}`: one document per image with its hashes, its pHash band values as separate fields
-  b0..b{n-1} (Cosmos indexes every path by default), and the matches confirmed for it. Nothing else is written, so
-  concurrent workers never contend for a document.
+  b0..b{n-1} (Cosmos indexes every path by default), the matches confirmed for it and `groupKeys`, the keys of the
+  duplicate groups reconciliation found it in. Registration writes the whole document (its own image's: workers
+  never contend for one); reconciliation only patches `matches` (set) and `groupKeys` (add to the end of the array:
+  concurrent additions of different keys all land), never replacing a document it read.
 Band candidates are one query of look-ups on the band fields, OR-ed (`ARRAY_CONTAINS(@b3, c.b3) OR ...`, one array
 of probed values a band): range-index look-ups of those keys, never a scan of the partition on the service (the
 local emulator has no index and scans the container for every query). This needs no GROUP BY, aggregate, OFFSET or
 batch, which the local emulator lacks (notes/local-emulators-facts.md). Queries set enable_cross_partition_query
 with a filter on the partition key (the emulator cannot page a query given partition_key=); the filter still routes
 them to one partition on the real service.
+
+Reconciliation reads entries by id (`ARRAY_CONTAINS(@ids, c.id)`) and by group key
+(`EXISTS(SELECT VALUE k FROM k IN c.groupKeys WHERE ARRAY_CONTAINS(@keys, k))`, an index look-up of each key on
+/groupKeys/[]), a few hundred keys a query: both work on the emulator, both by key on the service.
 """
 
 from __future__ import annotations
 
 import hashlib
 import math
-from collections.abc import Iterator, Sequence
+from collections.abc import Collection, Iterable, Iterator, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 from urllib.parse import quote
 
 from azure.cosmos import ContainerProxy, DatabaseProxy
-from azure.cosmos.exceptions import CosmosResourceExistsError
+from azure.cosmos.exceptions import CosmosHttpResponseError, CosmosResourceExistsError, CosmosResourceNotFoundError
 
 from shared.dedup.models import ImageRef, IndexEntry, Match
 
 DEDUP_CONTAINER = "dedup"
 _MAX_ID_LENGTH = 255
+_KEYS_PER_QUERY = 200  # ids or group keys in one array parameter: a query text of ~20 KB at most
+_PATCH_THREADS = 8  # group-key patches are one request a document (the emulator has no batches): a few in flight
 
 
 def _document_id(prefix: str, *parts: str) -> str:
@@ -41,7 +50,7 @@ def _document_id(prefix: str, *parts: str) -> str:
 
 def _entry_document(tenant_id: str, entry: IndexEntry) -> dict[str, Any]:
     document: dict[str, Any] = {
-        "id": _document_id("img", entry.ref.job_id, entry.ref.image_id),
+        "id": _entry_id(entry.ref),
         "tenantId": tenant_id,
         "kind": "image",
         "jobId": entry.ref.job_id,
@@ -54,6 +63,7 @@ def _entry_document(tenant_id: str, entry: IndexEntry) -> dict[str, Any]:
         "bands": list(entry.bands),
         "matched": bool(entry.matches),
         "matches": [m.model_dump(mode="json") for m in entry.matches],
+        "groupKeys": list(entry.group_keys),
     }
     for band, value in enumerate(entry.bands):
         document[f"b{band}"] = value
@@ -70,7 +80,23 @@ def _entry_from_document(document: dict[str, Any]) -> IndexEntry:
         bands=tuple(document.get("bands") or ()),
         band_scheme=document.get("bandScheme"),
         matches=[Match.model_validate(m) for m in document.get("matches") or ()],
+        group_keys=tuple(dict.fromkeys(document.get("groupKeys") or ())),  # a key added twice counts once
     )
+
+
+def _entry_id(ref: ImageRef) -> str:
+    return _document_id("img", ref.job_id, ref.image_id)
+
+
+def _chunks(items: Iterable[str]) -> Iterator[list[str]]:
+    chunk: list[str] = []
+    for item in items:
+        chunk.append(item)
+        if len(chunk) == _KEYS_PER_QUERY:
+            yield chunk
+            chunk = []
+    if chunk:
+        yield chunk
 
 
 class CosmosDuplicateIndexStore:
@@ -101,6 +127,13 @@ class CosmosDuplicateIndexStore:
     def put_entry(self, tenant_id: str, entry: IndexEntry) -> None:
         self._container.upsert_item(_entry_document(tenant_id, entry))
 
+    def set_matches(self, tenant_id: str, ref: ImageRef, matches: Sequence[Match]) -> None:
+        operations: list[dict[str, Any]] = [
+            {"op": "set", "path": "/matches", "value": [m.model_dump(mode="json") for m in matches]},
+            {"op": "set", "path": "/matched", "value": bool(matches)},
+        ]
+        self._container.patch_item(_entry_id(ref), partition_key=tenant_id, patch_operations=operations)
+
     def find_band_candidates(
         self, tenant_id: str, band_scheme: str, probe: Sequence[frozenset[int]]
     ) -> list[IndexEntry]:
@@ -123,7 +156,9 @@ class CosmosDuplicateIndexStore:
             f"AND ({' OR '.join(clauses)})"
         )
         items = self._container.query_items(query, parameters=parameters, enable_cross_partition_query=True)
-        return [_entry_from_document(item) for item in items]
+        # In (job, image) order, as the in-memory store answers: the service's order follows its index, and the
+        # emulator's moves when a document is patched.
+        return sorted((_entry_from_document(item) for item in items), key=lambda e: (e.ref.job_id, e.ref.image_id))
 
     def job_entries(self, tenant_id: str, job_id: str, *, matched_only: bool = False) -> Iterator[IndexEntry]:
         query = "SELECT * FROM c WHERE c.tenantId = @tenant AND c.kind = 'image' AND c.jobId = @job"
@@ -144,3 +179,51 @@ class CosmosDuplicateIndexStore:
             parameters.append({"name": "@since", "value": math.floor(since_epoch)})
         for item in self._container.query_items(query, parameters=parameters, enable_cross_partition_query=True):
             yield _entry_from_document(item)
+
+    def entries_by_ref(self, tenant_id: str, refs: Collection[ImageRef]) -> Iterator[IndexEntry]:
+        query = "SELECT * FROM c WHERE c.tenantId = @tenant AND c.kind = 'image' AND ARRAY_CONTAINS(@ids, c.id)"
+        for ids in _chunks(dict.fromkeys(_entry_id(ref) for ref in refs)):
+            parameters: list[dict[str, Any]] = [{"name": "@tenant", "value": tenant_id}, {"name": "@ids", "value": ids}]
+            for item in self._container.query_items(query, parameters=parameters, enable_cross_partition_query=True):
+                yield _entry_from_document(item)
+
+    def entries_in_groups(self, tenant_id: str, group_keys: Collection[str]) -> Iterator[IndexEntry]:
+        query = (
+            "SELECT * FROM c WHERE c.tenantId = @tenant AND c.kind = 'image' "
+            "AND EXISTS(SELECT VALUE k FROM k IN c.groupKeys WHERE ARRAY_CONTAINS(@keys, k))"
+        )
+        seen: set[str] = set()
+        for keys in _chunks(sorted(set(group_keys))):
+            parameters: list[dict[str, Any]] = [
+                {"name": "@tenant", "value": tenant_id},
+                {"name": "@keys", "value": keys},
+            ]
+            for item in self._container.query_items(query, parameters=parameters, enable_cross_partition_query=True):
+                if item["id"] not in seen:  # an entry carrying keys of two chunks comes back twice
+                    seen.add(item["id"])
+                    yield _entry_from_document(item)
+
+    def add_group_key(self, tenant_id: str, group_key: str, refs: Collection[ImageRef]) -> None:
+        if not refs:
+            return
+        with ThreadPoolExecutor(max_workers=min(_PATCH_THREADS, len(refs))) as pool:
+            for _ in pool.map(lambda ref: self._add_group_key(tenant_id, group_key, ref), refs):
+                pass
+
+    def _add_group_key(self, tenant_id: str, group_key: str, ref: ImageRef) -> None:
+        document_id = _entry_id(ref)
+        append: list[dict[str, Any]] = [{"op": "add", "path": "/groupKeys/-", "value": group_key}]
+        patched: dict[str, Any]
+        try:
+            patched = self._container.patch_item(document_id, partition_key=tenant_id, patch_operations=append)
+        except CosmosResourceNotFoundError:
+            return
+        except CosmosHttpResponseError as error:
+            if error.status_code != 400:
+                raise
+            patched = {}  # no groupKeys array to add to (a document written before there were group keys)
+        if group_key not in (patched.get("groupKeys") or ()):
+            # The emulator answers an add to a missing array without adding; the service refuses it. Either way
+            # the document has no keys yet: give it this one.
+            create: list[dict[str, Any]] = [{"op": "set", "path": "/groupKeys", "value": [group_key]}]
+            self._container.patch_item(document_id, partition_key=tenant_id, patch_operations=create)

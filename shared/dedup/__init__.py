@@ -1,7 +1,8 @@
 """Exact and near-duplicate detection over a tenant's images: pure logic over a small store interface.
 
-`DuplicateService(store).register_image(...)`, `.duplicate_groups(...)`, `.reconcile_job(...)`; the Cosmos store is
-shared.adapters.dedup_index.CosmosDuplicateIndexStore. See docs/imaging.md.
+`DuplicateService(store).register_image(...)` (per image), `.reconcile_job(...)` (once a job is complete: its
+groups, whole across the tenant's library, keyed in the index), `.duplicate_groups(...)` (as recorded); the Cosmos
+store is shared.adapters.dedup_index.CosmosDuplicateIndexStore. See docs/imaging.md.
 """
 
 from shared.dedup.bands import BandScheme

@@ -41,7 +41,13 @@ class Match(BaseModel):
 
 
 class IndexEntry(BaseModel):
-    """One registered image: its hashes, their band values, and the duplicates confirmed for it so far."""
+    """One registered image: its hashes, their band values, the duplicates confirmed for it so far, and the keys of
+    the duplicate groups reconcile_job found it in.
+
+    `group_keys` only grows: a reconciliation that finds the image in a group whose key it does not carry yet adds
+    that key and keeps the earlier ones, so every group it was ever seen in still reaches it (see
+    DuplicateService.reconcile_job). Its current group's key is the smallest (`group_key`).
+    """
 
     ref: ImageRef
     sha256: str
@@ -51,6 +57,11 @@ class IndexEntry(BaseModel):
     bands: tuple[int, ...] = ()  # band values of the pHash under `band_scheme`
     band_scheme: str | None = None
     matches: list[Match] = Field(default_factory=list)
+    group_keys: tuple[str, ...] = ()
+
+    @property
+    def group_key(self) -> str | None:
+        return min(self.group_keys) if self.group_keys else None
 
     def perceptual(self) -> PerceptualHashes | None:
         if self.phash is None or self.dhash is None or self.phash_mirror is None:
@@ -81,7 +92,14 @@ class DuplicatePair(BaseModel):
 
 class DuplicateGroup(BaseModel):
     """Images connected by confirmed duplicate pairs (exact or near), at least one of them in the job asked about.
-    Members from other jobs are the tenant's library images the job's images duplicate."""
+    Members from other jobs are the tenant's library images in the same group, whichever job brought them.
+
+    `members` are sorted by (job, image); `pairs` are the confirmed pairs between members (each pair once, sorted):
+    every pair a registration found, and the pairs reconciliation needed to connect what registrations missed
+    (not every pair within the policy: a dense group of n near copies would have n²/2). `key` is the group's key in
+    the index once reconcile_job has written it (the smallest member's ImageRef.key, or a smaller key the group
+    already carried)."""
 
     members: list[ImageRef]
     pairs: list[DuplicatePair]
+    key: str | None = None

@@ -1,11 +1,12 @@
-"""The storage the duplicate index needs: five operations, per tenant."""
+"""The storage the duplicate index needs: nine operations, per tenant, every one a write or look-up by key (a
+SHA-256, an image, a band value, a job, a write time, a group key), never a scan of the tenant's entries."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Sequence
+from collections.abc import Collection, Iterator, Sequence
 from typing import Protocol
 
-from shared.dedup.models import ImageRef, IndexEntry
+from shared.dedup.models import ImageRef, IndexEntry, Match
 
 
 class DuplicateIndexStore(Protocol):
@@ -15,7 +16,11 @@ class DuplicateIndexStore(Protocol):
         ...
 
     def put_entry(self, tenant_id: str, entry: IndexEntry) -> None:
-        """Insert or replace the image's entry (idempotent)."""
+        """Insert or replace the image's entry (idempotent), group keys included."""
+        ...
+
+    def set_matches(self, tenant_id: str, ref: ImageRef, matches: Sequence[Match]) -> None:
+        """Replace the matches of an existing entry, leaving the rest of it (hashes, group keys) as it is."""
         ...
 
     def find_band_candidates(
@@ -31,4 +36,18 @@ class DuplicateIndexStore(Protocol):
     def entries_written_since(self, tenant_id: str, since_epoch: float | None) -> Iterator[IndexEntry]:
         """The tenant's entries written at or after `since_epoch` (seconds; whole seconds are enough), or all of
         them for None."""
+        ...
+
+    def entries_by_ref(self, tenant_id: str, refs: Collection[ImageRef]) -> Iterator[IndexEntry]:
+        """The entries of these images (those that exist), in no particular order."""
+        ...
+
+    def entries_in_groups(self, tenant_id: str, group_keys: Collection[str]) -> Iterator[IndexEntry]:
+        """The entries carrying any of these group keys (among all their group_keys, not only the current one), each
+        once, in no particular order."""
+        ...
+
+    def add_group_key(self, tenant_id: str, group_key: str, refs: Collection[ImageRef]) -> None:
+        """Adds the key to each entry's group_keys, keeping the keys it has (concurrent additions of different keys
+        to one entry all land). Entries that do not exist are skipped; adding a key twice is harmless."""
         ...

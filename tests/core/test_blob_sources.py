@@ -3,6 +3,10 @@ duplicates grouped on the job."""
 
 from __future__ import annotations
 
+import io
+
+from PIL import Image
+
 from shared.config import ORIGINALS_CONTAINER, THUMBNAILS_CONTAINER
 from shared.services.context import AppContext
 from tests.core.conftest import Api, ApiTenant
@@ -52,3 +56,26 @@ def test_blob_images_get_thumbnails_and_duplicate_groups(
         assert max(thumb["width"], thumb["height"]) == thumb["size"]
     assert by_index[4]["error"]["code"] == "not_found"
 
+
+def test_a_resubmitted_set_reports_whole_groups_naming_the_earlier_jobs_members(
+    app_host: Api, app_context: AppContext, make_tenant: object
+) -> None:
+    tenant: ApiTenant = make_tenant("new")  # type: ignore[operator]
+    photo = make_jpeg(303, size=400)
+    smaller = io.BytesIO()
+    Image.open(io.BytesIO(photo)).resize((200, 200)).save(smaller, "JPEG", quality=80)  # a near duplicate
+    for name, data in (("a.jpg", photo), ("a-small.jpg", smaller.getvalue()), ("b.jpg", make_jpeg(404, size=400))):
+        app_context.blobs.write(ORIGINALS_CONTAINER, f"{tenant.tenant_id}/{name}", data, "image/jpeg")
+    body = {"blobs": ["a.jpg", "a-small.jpg", "b.jpg"], "options": {"thumbnail_sizes": [64]}}
+
+    first = app_host.call("POST", "/jobs", tenant.key, body)[2]["job_id"]
+    assert app_host.wait_for_state(tenant.key, first, timeout=90)["state"] == "succeeded"
+    assert app_host.duplicate_groups(tenant.key, first) == [[f"{first}.0", f"{first}.1"]]
+
+    second = app_host.call("POST", "/jobs", tenant.key, body)[2]["job_id"]
+    assert app_host.wait_for_state(tenant.key, second, timeout=90)["state"] == "succeeded"
+    # Each copy is an exact duplicate of its first-job image; the groups are still whole, both jobs named (b.jpg is
+    # now a duplicate too: of its first-job copy).
+    assert app_host.duplicate_groups(tenant.key, second) == sorted(
+        [sorted([f"{first}.0", f"{first}.1", f"{second}.0", f"{second}.1"]), [f"{first}.2", f"{second}.2"]]
+    )

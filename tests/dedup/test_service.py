@@ -9,7 +9,7 @@ import random
 import threading
 import time
 import uuid
-from collections.abc import Iterator, Sequence
+from collections.abc import Collection, Iterator, Sequence
 
 from shared.dedup import (
     DuplicateGroup,
@@ -18,6 +18,7 @@ from shared.dedup import (
     DuplicateService,
     ImageRef,
     IndexEntry,
+    Match,
     MatchKind,
 )
 
@@ -251,6 +252,9 @@ class _BlindStore:
     def put_entry(self, tenant_id: str, entry: IndexEntry) -> None:
         self._inner.put_entry(tenant_id, entry)
 
+    def set_matches(self, tenant_id: str, ref: ImageRef, matches: Sequence[Match]) -> None:
+        self._inner.set_matches(tenant_id, ref, matches)
+
     def find_band_candidates(
         self, tenant_id: str, band_scheme: str, probe: Sequence[frozenset[int]]
     ) -> list[IndexEntry]:
@@ -261,6 +265,15 @@ class _BlindStore:
 
     def entries_written_since(self, tenant_id: str, since_epoch: float | None) -> Iterator[IndexEntry]:
         return self._inner.entries_written_since(tenant_id, since_epoch)
+
+    def entries_by_ref(self, tenant_id: str, refs: Collection[ImageRef]) -> Iterator[IndexEntry]:
+        return self._inner.entries_by_ref(tenant_id, refs)
+
+    def entries_in_groups(self, tenant_id: str, group_keys: Collection[str]) -> Iterator[IndexEntry]:
+        return self._inner.entries_in_groups(tenant_id, group_keys)
+
+    def add_group_key(self, tenant_id: str, group_key: str, refs: Collection[ImageRef]) -> None:
+        self._inner.add_group_key(tenant_id, group_key, refs)
 
 
 class _CountingStore(_BlindStore):
