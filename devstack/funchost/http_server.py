@@ -31,6 +31,9 @@ AdminView = Callable[[], Any]
 class FunctionsHttpServer(ThreadingHTTPServer):
     daemon_threads = True
     allow_reuse_address = True
+    # socketserver's default backlog is 5: a burst of clients (a thousand submits from 32 connections) overflowed the
+    # listen queue, each overflow costing a client a ~1 s SYN retransmit or a reset.
+    request_queue_size = 1024
 
     def __init__(
         self,

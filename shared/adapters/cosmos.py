@@ -10,11 +10,12 @@ keep-alive on, so pooled connections are reused rather than handshaken for every
 from __future__ import annotations
 
 import ssl
-from typing import Any
+import threading
+from typing import Any, Protocol
 
 import requests
 from azure.core.pipeline.transport import RequestsTransport
-from azure.cosmos import CosmosClient, DatabaseProxy, PartitionKey
+from azure.cosmos import ContainerProxy, CosmosClient, DatabaseProxy, PartitionKey
 from requests.adapters import HTTPAdapter
 
 from shared.config import COSMOS_CONTAINERS, Settings
@@ -64,6 +65,43 @@ def make_cosmos_client(settings: Settings) -> CosmosClient:
 
 def get_database(client: CosmosClient, settings: Settings) -> DatabaseProxy:
     return client.get_database_client(settings.cosmos_database)
+
+
+class ContainerSource(Protocol):
+    def container(self, name: str) -> ContainerProxy: ...
+
+
+class ThreadLocalDatabase:
+    """The app's Cosmos database through one client per thread.
+
+    The SDK's paged queries take each page's continuation token from response headers that the whole client shares
+    (`CosmosClientConnection.last_response_headers`): on a client that several threads use at once, a page can carry
+    another request's token (seen under load as a job's only image result returned twice). A client per thread
+    keeps each thread's headers its own. Threads here are long-lived (invocation threads, their write-behind
+    threads, the status timer's pool), so each builds its client once."""
+
+    def __init__(self, settings: Settings) -> None:
+        self._settings = settings
+        self._local = threading.local()
+
+    def container(self, name: str) -> ContainerProxy:
+        containers: dict[str, ContainerProxy] | None = getattr(self._local, "containers", None)
+        if containers is None:
+            containers = self._local.containers = {}
+            self._local.database = get_database(make_cosmos_client(self._settings), self._settings)
+        if name not in containers:
+            containers[name] = self._local.database.get_container_client(name)
+        return containers[name]
+
+
+class SharedDatabase:
+    """One client for every thread: for single-threaded tools and tests only (see ThreadLocalDatabase)."""
+
+    def __init__(self, database: DatabaseProxy) -> None:
+        self._database = database
+
+    def container(self, name: str) -> ContainerProxy:
+        return self._database.get_container_client(name)
 
 
 def provision_local(client: CosmosClient, settings: Settings) -> DatabaseProxy:

@@ -32,6 +32,7 @@ from urllib.parse import quote
 from azure.cosmos import ContainerProxy, DatabaseProxy
 from azure.cosmos.exceptions import CosmosHttpResponseError, CosmosResourceExistsError, CosmosResourceNotFoundError
 
+from shared.adapters.cosmos import ContainerSource, SharedDatabase
 from shared.dedup.models import ImageRef, IndexEntry, Match
 
 DEDUP_CONTAINER = "dedup"
@@ -100,12 +101,17 @@ def _chunks(items: Iterable[str]) -> Iterator[list[str]]:
 
 
 class CosmosDuplicateIndexStore:
-    def __init__(self, container: ContainerProxy) -> None:
-        self._container = container
+    def __init__(self, source: ContainerSource) -> None:
+        self._source = source
+
+    @property
+    def _container(self) -> ContainerProxy:
+        return self._source.container(DEDUP_CONTAINER)
 
     @classmethod
-    def from_database(cls, database: DatabaseProxy) -> CosmosDuplicateIndexStore:
-        return cls(database.get_container_client(DEDUP_CONTAINER))
+    def from_database(cls, database: ContainerSource | DatabaseProxy) -> CosmosDuplicateIndexStore:
+        """On a ThreadLocalDatabase in the app (see there why); a plain DatabaseProxy shares one client."""
+        return cls(SharedDatabase(database) if isinstance(database, DatabaseProxy) else database)
 
     def claim_sha256(self, tenant_id: str, sha256: str, ref: ImageRef) -> ImageRef:
         document_id = _document_id("sha", sha256)

@@ -22,6 +22,7 @@ from azure.cosmos.exceptions import (
     CosmosResourceNotFoundError,
 )
 
+from shared.adapters.cosmos import ContainerSource, SharedDatabase
 from shared.messages import chunk_document_id, expansion_document_id
 from shared.models import (
     CallbackDocument,
@@ -39,12 +40,6 @@ from shared.models import (
 # The documents whose changes the status timer folds into job documents (never the job document itself, which the
 # timer writes, nor image results, which chunk documents summarise).
 CHANGE_TYPES = ("chunk", "deadletter", "expansion", "duplicates", "callback")
-# What the timer reads of a change: everything but a dead letter's body (up to 192 KB).
-_CHANGE_FIELDS = (
-    *("id", "jobId", "type", "_etag", "_ts", "chunk", "state", "images", "counts", "error_codes", "attempts"),
-    *("started_at", "finished_at", "finished_epoch", "processing_seconds", "queue_seconds", "lane", "reason"),
-    *("description", "dead_lettered_at", "replayed", "done", "steps", "error", "end", "groups", "status"),
-)
 StoredChange = ChunkDocument | DeadLetterDocument | ExpansionDocument | DuplicatesDocument | CallbackDocument
 _CHANGE_MODELS: dict[str, type[Document]] = {
     "chunk": ChunkDocument,
@@ -53,6 +48,13 @@ _CHANGE_MODELS: dict[str, type[Document]] = {
     "duplicates": DuplicatesDocument,
     "callback": CallbackDocument,
 }
+# What the timer reads of a change: every stored field of those documents (from the models, so none is forgotten),
+# but a dead letter's body (up to 192 KB), plus the service's etag and write time.
+_CHANGE_FIELDS = sorted(
+    {field.alias or name for model in _CHANGE_MODELS.values() for name, field in model.model_fields.items()}
+    - {"body"}
+    | {"_etag", "_ts"}
+)
 
 
 @dataclass(frozen=True)
@@ -67,11 +69,18 @@ class Change:
 
 
 class CosmosJobStore:
-    def __init__(self, database: DatabaseProxy) -> None:
-        self._jobs: ContainerProxy = database.get_container_client("jobs")
-        self._tenants: ContainerProxy = database.get_container_client("tenants")
+    def __init__(self, database: ContainerSource | DatabaseProxy) -> None:
+        self._source = SharedDatabase(database) if isinstance(database, DatabaseProxy) else database
         self._requests = 0
         self._requests_lock = threading.Lock()
+
+    @property
+    def _jobs(self) -> ContainerProxy:
+        return self._source.container("jobs")
+
+    @property
+    def _tenants(self) -> ContainerProxy:
+        return self._source.container("tenants")
 
     @property
     def requests(self) -> int:

@@ -6,7 +6,7 @@ from dataclasses import dataclass
 from functools import lru_cache
 
 from shared.adapters.blobs import BlobStore
-from shared.adapters.cosmos import get_database, make_cosmos_client
+from shared.adapters.cosmos import ThreadLocalDatabase
 from shared.adapters.dedup_index import CosmosDuplicateIndexStore
 from shared.adapters.job_store import CosmosJobStore
 from shared.adapters.servicebus import MessageBus
@@ -24,7 +24,7 @@ class AppContext:
 
     @classmethod
     def from_settings(cls, settings: Settings) -> AppContext:
-        database = get_database(make_cosmos_client(settings), settings)
+        database = ThreadLocalDatabase(settings)
         return cls(
             settings=settings,
             store=CosmosJobStore(database),

@@ -9,8 +9,8 @@ import pytest
 
 from devstack.stack import LocalStack, provision_app_stores
 from shared.config import Lane, Settings
-from shared.messages import chunk_document_id
-from shared.models import ChunkDocument, ImageCounts, JobDocument, JobOptions, JobState, utcnow
+from shared.messages import chunk_document_id, expansion_document_id
+from shared.models import ChunkDocument, ExpansionDocument, ImageCounts, JobDocument, JobOptions, JobState, utcnow
 from shared.services.context import AppContext
 from shared.services.status import roll_up_status
 
@@ -68,3 +68,33 @@ def test_idle_jobs_cost_nothing_and_each_changed_job_costs_a_read_and_a_replace(
     assert untouched is not None and untouched[0].rolled_up_at is None, "an idle job is never read or written"
     print(f"tick with {IDLE_JOBS} idle jobs: {idle.cosmos_requests} requests, {idle.duration_ms} ms; "
           f"{CHANGED_JOBS} changed: {busy.cosmos_requests} requests, {busy.duration_ms} ms")  # fmt: skip
+
+
+def test_a_manifest_job_ends_only_when_its_expanded_chunks_are_done(rollup_context: AppContext) -> None:
+    ctx = rollup_context
+    job = _job("jrollmanifest")
+    job.source, job.manifest_blob, job.total_images, job.total_chunks = "manifest", "t/m.txt", None, None
+    ctx.store.create_job(job)
+    ctx.store.upsert_expansion(
+        ExpansionDocument(id=expansion_document_id(job.job_id), jobId=job.job_id, done=True, images=1000, chunks=2)
+    )
+    started = utcnow()
+    ctx.store.upsert_chunk(
+        ChunkDocument(
+            id=chunk_document_id(job.job_id, 0), jobId=job.job_id, chunk=0, state="done", images=500,
+            counts=ImageCounts(succeeded=500), started_at=started, finished_at=started, finished_epoch=0.0,
+        )
+    )
+    roll_up_status(ctx)
+    found = ctx.store.get_job(job.job_id)
+    assert found is not None
+    assert (found[0].total_chunks, found[0].total_images, found[0].state) == (2, 1000, JobState.RUNNING), found[0]
+    ctx.store.upsert_chunk(
+        ChunkDocument(
+            id=chunk_document_id(job.job_id, 1), jobId=job.job_id, chunk=1, state="done", images=500,
+            counts=ImageCounts(succeeded=500), started_at=started, finished_at=started, finished_epoch=0.0,
+        )
+    )
+    roll_up_status(ctx)
+    found = ctx.store.get_job(job.job_id)
+    assert found is not None and found[0].state is JobState.SUCCEEDED and found[0].counts.succeeded == 1000

@@ -12,13 +12,14 @@ from shared.dedup import DuplicateIndexStore, InMemoryDuplicateIndexStore
 
 @pytest.fixture(scope="session")
 def cosmos_dedup_store(storage_stack: LocalStack) -> Iterator[DuplicateIndexStore]:
-    from shared.adapters.cosmos import make_cosmos_client, provision_local
+    from shared.adapters.cosmos import ThreadLocalDatabase, make_cosmos_client, provision_local
     from shared.adapters.dedup_index import CosmosDuplicateIndexStore
     from shared.config import Settings
 
     settings = Settings.from_env(storage_stack.settings_env())
-    client = make_cosmos_client(settings)
-    yield CosmosDuplicateIndexStore.from_database(provision_local(client, settings))
+    provision_local(make_cosmos_client(settings), settings)
+    # A client per thread, as the app has: the concurrency tests query from several threads at once.
+    yield CosmosDuplicateIndexStore.from_database(ThreadLocalDatabase(settings))
 
 
 @pytest.fixture(params=["memory", pytest.param("cosmos", marks=pytest.mark.stack)])
