@@ -18,6 +18,7 @@ running inside the tick: a slow callback receiver or a large reconciliation neve
 
 from __future__ import annotations
 
+import functools
 import json
 import logging
 import time
@@ -91,22 +92,29 @@ def roll_up_status(ctx: AppContext, now: datetime | None = None) -> RollUpReport
 
     tick_time = now or utcnow()
     folded: set[str] = set()
-    with ThreadPoolExecutor(max_workers=ctx.settings.status_rollup_concurrency) as pool:
-        outcomes = pool.map(lambda job_id: _roll_up_job_safely(ctx, job_id, by_job[job_id], tick_time), selected)
-        for job_id, outcome in zip(selected, outcomes, strict=True):
-            if outcome.folded:
-                folded.add(job_id)
-            report.jobs_updated += outcome.updated
-            report.conflicts += outcome.conflict
-            report.failures += outcome.failed
-            report.follow_ups_sent += outcome.follow_ups
-            if outcome.finished:
-                report.jobs_finished.append(job_id)
+    pool = _rollup_pool(ctx.settings.status_rollup_concurrency)
+    outcomes = pool.map(lambda job_id: _roll_up_job_safely(ctx, job_id, by_job[job_id], tick_time), selected)
+    for job_id, outcome in zip(selected, outcomes, strict=True):
+        if outcome.folded:
+            folded.add(job_id)
+        report.jobs_updated += outcome.updated
+        report.conflicts += outcome.conflict
+        report.failures += outcome.failed
+        report.follow_ups_sent += outcome.follow_ups
+        if outcome.finished:
+            report.jobs_finished.append(job_id)
 
     ctx.store.put_rollup_cursor(_advance(cursor, changes, folded, tick_time))
     report.cosmos_requests = ctx.store.requests - requests_before
     report.duration_ms = round((time.monotonic() - started) * 1000, 1)
     return report
+
+
+@functools.cache
+def _rollup_pool(workers: int) -> ThreadPoolExecutor:
+    """The timer's workers, kept across ticks: each thread keeps its own Cosmos client (ThreadLocalDatabase), which
+    a pool made anew every tick would build again every tick."""
+    return ThreadPoolExecutor(max_workers=workers, thread_name_prefix="rollup")
 
 
 def _advance(cursor: RollUpCursor, changes: list[Change], folded_jobs: set[str], now: datetime) -> RollUpCursor:
