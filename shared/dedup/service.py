@@ -35,6 +35,8 @@ from shared.dedup.policy import NearDuplicatePolicy, PerceptualHashes
 from shared.dedup.store import DuplicateIndexStore
 from shared.dedup.union_find import UnionFind
 
+# Up to this many images, reconcile_job repeats a job's look-ups one by one instead of reading the window.
+SMALL_JOB_LOOK_UPS = 16
 
 class DuplicateService:
     def __init__(self, store: DuplicateIndexStore, policy: NearDuplicatePolicy | None = None) -> None:
@@ -115,8 +117,9 @@ class DuplicateService:
         """
         with _collector_paused():
             graph = _Graph()
-            job_nodes = [graph.add(entry) for entry in self._store.job_entries(tenant_id, job_id)]
-            for entry in self._store.entries_written_since(tenant_id, racing_since):
+            job_entries = list(self._store.job_entries(tenant_id, job_id))
+            job_nodes = [graph.add(entry) for entry in job_entries]
+            for entry in self._look_up_again(tenant_id, job_entries, racing_since):
                 graph.add(entry)
             self._connect_missed_pairs(tenant_id, graph, job_nodes)
             self._pull_library(tenant_id, graph, job_nodes)
@@ -127,6 +130,24 @@ class DuplicateService:
             if unkeyed:
                 self._store.add_group_key(tenant_id, group.key, unkeyed)
         return groups
+
+    def _look_up_again(
+        self, tenant_id: str, job_entries: list[IndexEntry], racing_since: float | None
+    ) -> Iterable[IndexEntry]:
+        """The entries step 1 matches the job's entries against. A small job repeats its images' band look-ups
+        (a query by key each, then the candidates read whole): its cost follows the job, whereas the window of
+        entries written since the job started follows the tenant's traffic (a thousand one-image jobs submitted at
+        once would each read all thousand). A large job reads the window once instead of a query an image."""
+        if len(job_entries) > SMALL_JOB_LOOK_UPS:
+            return self._store.entries_written_since(tenant_id, racing_since)
+        refs: set[ImageRef] = set()
+        for entry in job_entries:
+            hashes = entry.perceptual()
+            if hashes is None or not entry.bands:  # nothing to look up, or an exact duplicate (its holder stands in)
+                continue
+            probe = self._scheme.probe(hashes.phash, hashes.phash_mirror)
+            refs.update(c.ref for c in self._store.find_band_candidates(tenant_id, self._scheme.name, probe))
+        return self._store.entries_by_ref(tenant_id, refs) if refs else ()
 
     def _connect_missed_pairs(self, tenant_id: str, graph: _Graph, job_nodes: list[int]) -> None:
         """Step 1 of reconcile_job: every near pair between a job entry and an entry of the window, in memory."""

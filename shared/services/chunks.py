@@ -12,11 +12,13 @@ message on the same session and returns normally, so no delivery is spent and th
 
 from __future__ import annotations
 
+import functools
 import logging
 import threading
 import time
 import uuid
 from collections import Counter
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import datetime
 from functools import partial
@@ -268,26 +270,33 @@ def _record_image(
 
 
 def _stored_result(ctx: AppContext, message: ChunkMessage, ref: ImageRef, result: ImageResult) -> ImageResultDocument:
-    thumbnails = []
-    for thumb in result.thumbnails:
-        name = f"thumbs/{result.sha256}/{thumb.size}.{thumb.format.value}"
-        ctx.blobs.write(THUMBNAILS_CONTAINER, name, thumb.data, thumb.format.content_type)
-        thumbnails.append(
-            {
-                "size": thumb.size,
-                "format": thumb.format.value,
-                "blob": name,
-                "width": thumb.width,
-                "height": thumb.height,
-            }
-        )
-    duplicate_of = (
-        register_duplicates(
-            ctx.dedup, message.tenant_id, message.job_id, image_result_id(message.job_id, ref.index), result
+    """Writes the image's thumbnails and registers it in the duplicate index, all at once (they are independent:
+    done one after another they were most of a one-image job's time), and returns its result document."""
+    pool = _image_writes_pool()
+    names = [f"thumbs/{result.sha256}/{t.size}.{t.format.value}" for t in result.thumbnails]
+    uploads = [
+        pool.submit(ctx.blobs.write, THUMBNAILS_CONTAINER, name, thumb.data, thumb.format.content_type)
+        for name, thumb in zip(names, result.thumbnails, strict=True)
+    ]
+    registration = (
+        pool.submit(
+            register_duplicates,
+            ctx.dedup,
+            message.tenant_id,
+            message.job_id,
+            image_result_id(message.job_id, ref.index),
+            result,
         )
         if "dedup" in message.options.analyses
-        else []
+        else None
     )
+    for upload in uploads:
+        upload.result()  # a failed write fails the chunk (it is redelivered), as it did in sequence
+    duplicate_of = registration.result() if registration is not None else []
+    thumbnails = [
+        {"size": t.size, "format": t.format.value, "blob": name, "width": t.width, "height": t.height}
+        for name, t in zip(names, result.thumbnails, strict=True)
+    ]
     return _image_result(
         message,
         ref,
@@ -297,3 +306,10 @@ def _stored_result(ctx: AppContext, message: ChunkMessage, ref: ImageRef, result
         thumbnails=thumbnails,
         duplicate_of=duplicate_of,
     )
+
+
+@functools.cache
+def _image_writes_pool() -> ThreadPoolExecutor:
+    """Threads for one image's independent writes, shared by the process's invocations and kept (each keeps its
+    connections and its Cosmos client)."""
+    return ThreadPoolExecutor(max_workers=8, thread_name_prefix="image-parts")

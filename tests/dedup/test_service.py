@@ -21,6 +21,7 @@ from shared.dedup import (
     Match,
     MatchKind,
 )
+from shared.dedup.service import SMALL_JOB_LOOK_UPS
 
 
 def _tenant() -> str:
@@ -288,6 +289,16 @@ class _CountingStore(_BlindStore):
         return self._inner.find_band_candidates(tenant_id, band_scheme, probe)
 
 
+class _WindowCountingStore(_CountingStore):
+    """Counts reads of the tenant's recent window too."""
+
+    window_reads = 0
+
+    def entries_written_since(self, tenant_id: str, since_epoch: float | None) -> Iterator[IndexEntry]:
+        self.window_reads += 1
+        return self._inner.entries_written_since(tenant_id, since_epoch)
+
+
 def test_reconcile_finds_pairs_that_racing_registrations_missed(store: DuplicateIndexStore) -> None:
     tenant, rng, started = _tenant(), random.Random(6), time.time()
     racing = DuplicateService(_BlindStore(store))
@@ -311,14 +322,33 @@ def test_reconcile_reads_the_window_once_instead_of_a_look_up_an_image(store: Du
     service = DuplicateService(counting)
     original = _Image(rng)
     original.register(service, tenant, "job", "0")
-    for index in range(1, 4):
+    copies = SMALL_JOB_LOOK_UPS + 3  # a job larger than the small-job path takes
+    for index in range(1, copies + 1):
         original.near_copy(rng).register(service, tenant, "job", str(index))
     counting.look_ups = 0
 
     groups = service.reconcile_job(tenant, "job", racing_since=time.time() - 60)
 
-    assert _member_keys(groups) == [["job/0", "job/1", "job/2", "job/3"]]
+    assert _member_keys(groups) == [sorted(f"job/{i}" for i in range(copies + 1))]
     assert counting.look_ups == 0
+
+
+def test_a_small_jobs_reconcile_repeats_its_look_ups_instead_of_reading_the_tenants_window(
+    store: DuplicateIndexStore,
+) -> None:
+    tenant, rng, started = _tenant(), random.Random(8), time.time()
+    racing = DuplicateService(_BlindStore(store))  # registrations that saw nothing of each other
+    original = _Image(rng)
+    original.register(racing, tenant, "earlier-job", "0")
+    for job in range(30):  # busy neighbours: unrelated one-image jobs written meanwhile
+        _Image(rng).register(racing, tenant, f"other-{job}", "0")
+    original.near_copy(rng).register(racing, tenant, "job", "0")
+    counting = _WindowCountingStore(store)
+
+    groups = DuplicateService(counting).reconcile_job(tenant, "job", racing_since=started - 1)
+
+    assert _member_keys(groups) == [["earlier-job/0", "job/0"]]
+    assert counting.window_reads == 0 and counting.look_ups == 1
 
 
 def test_entries_written_since_splits_at_the_write_time(store: DuplicateIndexStore) -> None:
