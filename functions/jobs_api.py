@@ -27,27 +27,20 @@ def get_job(req: func.HttpRequest) -> func.HttpResponse:
 @bp.route(route="jobs/{job_id}/images", methods=["GET"], auth_level=func.AuthLevel.ANONYMOUS)
 @api_errors
 def list_job_images(req: func.HttpRequest) -> func.HttpResponse:
-    page = jobs.list_job_images(
-        get_context(),
-        tenant_of(req),
-        req.route_params["job_id"],
-        req.params.get("pageSize"),
-        req.params.get("continuation") or req.headers.get("x-continuation"),
-    )
+    page = jobs.list_job_images(get_context(), tenant_of(req), req.route_params["job_id"], *_paging(req))
     return json_response(200, page)
 
 
 @bp.route(route="jobs/{job_id}/duplicates", methods=["GET"], auth_level=func.AuthLevel.ANONYMOUS)
 @api_errors
 def list_duplicate_groups(req: func.HttpRequest) -> func.HttpResponse:
-    page = jobs.list_duplicate_groups(
-        get_context(),
-        tenant_of(req),
-        req.route_params["job_id"],
-        req.params.get("pageSize"),
-        req.params.get("continuation") or req.headers.get("x-continuation"),
-    )
+    page = jobs.list_duplicate_groups(get_context(), tenant_of(req), req.route_params["job_id"], *_paging(req))
     return json_response(200, page)
+
+
+def _paging(req: func.HttpRequest) -> tuple[str | None, str | None]:
+    """A paged route's page size and continuation token (query string, or the x-continuation header)."""
+    return req.params.get("pageSize"), req.params.get("continuation") or req.headers.get("x-continuation")
 
 
 @bp.route(route="jobs/{job_id}", methods=["DELETE"], auth_level=func.AuthLevel.ANONYMOUS)

@@ -42,6 +42,8 @@ class JobOwnedDocument(Document):
     """A document in the `jobs` container, whose key is (job id, bucket): job-wide documents live in bucket 0,
     image results in `image_bucket(index)`."""
 
+    id: str
+    job_id: str = Field(alias="jobId")
     bucket: int = 0
 
 
@@ -255,8 +257,6 @@ class JobDocument(JobOwnedDocument):
     """One job's state. Its size is bounded whatever the job's size: per-chunk facts are bitmaps (one bit a chunk),
     running chunks are the few in flight, dead letters a sample and a count, duplicate groups a count."""
 
-    id: str
-    job_id: str = Field(alias="jobId")
     tenant_id: str = Field(alias="tenantId")
     type: Literal["job"] = "job"
     state: JobState = JobState.ACCEPTED
@@ -294,8 +294,6 @@ class JobDocument(JobOwnedDocument):
 class ChunkDocument(JobOwnedDocument):
     """The chunk worker's record of one chunk; `state=done` counts are final (recomputed from image documents)."""
 
-    id: str
-    job_id: str = Field(alias="jobId")
     type: Literal["chunk"] = "chunk"
     chunk: int
     state: Literal["running", "done"]
@@ -317,8 +315,6 @@ class ImageError(BaseModel):
 
 
 class ImageResultDocument(JobOwnedDocument):
-    id: str
-    job_id: str = Field(alias="jobId")
     type: Literal["image"] = "image"
     index: int
     chunk: int
@@ -334,8 +330,6 @@ class ImageResultDocument(JobOwnedDocument):
 
 
 class ExpansionDocument(JobOwnedDocument):
-    id: str
-    job_id: str = Field(alias="jobId")
     type: Literal["expansion"] = "expansion"
     done: bool = False
     images: int = 0
@@ -345,8 +339,6 @@ class ExpansionDocument(JobOwnedDocument):
 
 
 class DeadLetterDocument(JobOwnedDocument):
-    id: str
-    job_id: str = Field(alias="jobId")
     type: Literal["deadletter"] = "deadletter"
     chunk: int
     lane: Lane
@@ -360,8 +352,6 @@ class DeadLetterDocument(JobOwnedDocument):
 class DuplicatesDocument(JobOwnedDocument):
     """Written by the finish worker when a job's duplicate groups are reconciled (for the job's `end`-th end)."""
 
-    id: str
-    job_id: str = Field(alias="jobId")
     type: Literal["duplicates"] = "duplicates"
     end: int
     groups: int
@@ -371,8 +361,6 @@ class DuplicatesDocument(JobOwnedDocument):
 class DuplicateGroupDocument(JobOwnedDocument):
     """One part (at most GROUP_PART_MEMBERS members) of one duplicate group of a job."""
 
-    id: str
-    job_id: str = Field(alias="jobId")
     type: Literal["dupgroup"] = "dupgroup"
     end: int
     group: int
@@ -384,8 +372,6 @@ class DuplicateGroupDocument(JobOwnedDocument):
 class CallbackDocument(JobOwnedDocument):
     """The delivery state of a job's callback, written by the finish worker, folded into the job by the timer."""
 
-    id: str
-    job_id: str = Field(alias="jobId")
     type: Literal["callback"] = "callback"
     end: int
     status: CallbackStatus
