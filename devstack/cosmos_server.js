@@ -3,23 +3,9 @@
 // its CLI, to turn on HTTP keep-alive: the CLI answers every request with `Connection: close`, so each SDK call paid
 // a TLS handshake on both sides (notes/local-emulators-facts.md). Usage: cosmos_server.js --host H --port P
 //
-// It also mends one answer: reading a document that does not exist in a partition that holds none made the
-// package's handler dereference `undefined` and answer 500, which the SDK retries with back-off (~0.5 s for every
-// look-up of a document not written yet). The real service answers 404; so does this launcher. The patch must be in
-// place before the package's routes table takes the handler, hence before the package itself is required.
+// It also mends two things in the package (devstack/cosmos_patches.js), before the package is loaded.
 "use strict";
-const readDocument = require("@vercel/cosmosdb-server/lib/handler/read-document");
-
-const readDocumentOrNotFound = readDocument.default;
-readDocument.default = (account, req, res, params) => {
-  try {
-    return readDocumentOrNotFound(account, req, res, params);
-  } catch (error) {
-    if (!(error instanceof TypeError)) throw error;
-    res.statusCode = 404;
-    return { code: "NotFound", message: "Entity with the specified id does not exist in the system.," };
-  }
-};
+require("./cosmos_patches").apply();
 
 const { createHttpsServer } = require("@vercel/cosmosdb-server");
 

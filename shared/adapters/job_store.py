@@ -10,7 +10,9 @@ OFFSET/LIMIT (see "The local stack" in the README).
 
 from __future__ import annotations
 
+import contextlib
 import threading
+from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any, cast
 
@@ -57,6 +59,22 @@ _CHANGE_FIELDS = sorted(
 )
 
 
+class RequestMeter:
+    """Requests counted by the threads that carry it (CosmosJobStore.metered)."""
+
+    def __init__(self) -> None:
+        self._count = 0
+        self._lock = threading.Lock()
+
+    def add(self, n: int) -> None:
+        with self._lock:
+            self._count += n
+
+    @property
+    def count(self) -> int:
+        return self._count
+
+
 @dataclass(frozen=True)
 class Change:
     """One changed document as the timer's change query saw it."""
@@ -73,6 +91,7 @@ class CosmosJobStore:
         self._source = SharedDatabase(database) if isinstance(database, DatabaseProxy) else database
         self._requests = 0
         self._requests_lock = threading.Lock()
+        self._meters = threading.local()
 
     @property
     def _jobs(self) -> ContainerProxy:
@@ -84,12 +103,26 @@ class CosmosJobStore:
 
     @property
     def requests(self) -> int:
-        """Cosmos requests made through this store so far (each query page counts one): what a tick costs."""
+        """Cosmos requests made through this store so far, by every thread (each query page counts one)."""
         return self._requests
+
+    @contextlib.contextmanager
+    def metered(self, meter: RequestMeter) -> Iterator[None]:
+        """Counts this thread's requests into `meter` too while inside (the status timer meters its own threads:
+        the process's other invocations use the same store meanwhile)."""
+        previous = getattr(self._meters, "meter", None)
+        self._meters.meter = meter
+        try:
+            yield
+        finally:
+            self._meters.meter = previous
 
     def _count(self, n: int = 1) -> None:
         with self._requests_lock:
             self._requests += n
+        meter: RequestMeter | None = getattr(self._meters, "meter", None)
+        if meter is not None:
+            meter.add(n)
 
     # --- helpers -------------------------------------------------------------------------------
     def _query(self, query: str, **params: Any) -> list[dict[str, Any]]:

@@ -29,7 +29,7 @@ from datetime import datetime
 
 from pydantic import ValidationError
 
-from shared.adapters.job_store import Change
+from shared.adapters.job_store import Change, RequestMeter
 from shared.adapters.servicebus import DeadLetter
 from shared.config import ALL_QUEUES, CHUNK_QUEUES, EXPAND_QUEUE, FINISH_QUEUE
 from shared.messages import dead_letter_document_id, finish_message
@@ -77,7 +77,13 @@ class RollUpReport:
 
 
 def roll_up_status(ctx: AppContext, now: datetime | None = None) -> RollUpReport:
-    started, requests_before = time.monotonic(), ctx.store.requests
+    meter = RequestMeter()
+    with ctx.store.metered(meter):
+        return _roll_up(ctx, now, meter)
+
+
+def _roll_up(ctx: AppContext, now: datetime | None, meter: RequestMeter) -> RollUpReport:
+    started = time.monotonic()
     report = RollUpReport()
     _move_dead_letters(ctx, report)
     cursor = ctx.store.get_rollup_cursor() or RollUpCursor()
@@ -93,7 +99,7 @@ def roll_up_status(ctx: AppContext, now: datetime | None = None) -> RollUpReport
     tick_time = now or utcnow()
     folded: set[str] = set()
     pool = _rollup_pool(ctx.settings.status_rollup_concurrency)
-    outcomes = pool.map(lambda job_id: _roll_up_job_safely(ctx, job_id, by_job[job_id], tick_time), selected)
+    outcomes = pool.map(lambda job_id: _roll_up_job_safely(ctx, job_id, by_job[job_id], tick_time, meter), selected)
     for job_id, outcome in zip(selected, outcomes, strict=True):
         if outcome.folded:
             folded.add(job_id)
@@ -105,7 +111,7 @@ def roll_up_status(ctx: AppContext, now: datetime | None = None) -> RollUpReport
             report.jobs_finished.append(job_id)
 
     ctx.store.put_rollup_cursor(_advance(cursor, changes, folded, tick_time))
-    report.cosmos_requests = ctx.store.requests - requests_before
+    report.cosmos_requests = meter.count
     report.duration_ms = round((time.monotonic() - started) * 1000, 1)
     return report
 
@@ -141,9 +147,12 @@ class _JobOutcome:
     finished: bool = False
 
 
-def _roll_up_job_safely(ctx: AppContext, job_id: str, changes: list[Change], now: datetime) -> _JobOutcome:
+def _roll_up_job_safely(
+    ctx: AppContext, job_id: str, changes: list[Change], now: datetime, meter: RequestMeter
+) -> _JobOutcome:
     try:
-        return _roll_up_job(ctx, job_id, changes, now)
+        with ctx.store.metered(meter):
+            return _roll_up_job(ctx, job_id, changes, now)
     except Exception:
         # One broken job must not stop the others; its changes stay unfolded and come back next tick.
         log.exception("job %s: roll-up failed", job_id)
