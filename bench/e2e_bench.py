@@ -34,7 +34,14 @@ from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 from typing import Any
 
-from devstack.stack import LocalStack, StackPorts, provision_app_stores, start_functions_host, stop_pid
+from devstack.stack import (
+    LocalStack,
+    StackPorts,
+    example_app_settings,
+    provision_app_stores,
+    start_functions_host,
+    stop_pid,
+)
 from shared.config import Settings
 from shared.models import DEFAULT_ANALYSES, ChunkDocument, JobOptions
 from shared.services.context import AppContext
@@ -217,7 +224,7 @@ def main() -> int:
             stack = LocalStack(data_dir=Path(tmp) / f"stack-{workers}", ports=StackPorts.free())
             stack.start()
             try:
-                env = {**stack.settings_env(), **BENCH_SETTINGS}
+                env = {**example_app_settings(), **stack.settings_env(), **BENCH_SETTINGS}
                 provision_app_stores(env)
                 baseline = pipeline_images_per_second(urls[: max(100, args.images // 10)], in_flight, env, options)
                 before = {p.name: cpu_seconds(p.pid) for p in stack.processes}

@@ -64,7 +64,14 @@ from pathlib import Path
 from typing import Any
 
 from bench.e2e_bench import photos
-from devstack.stack import ROOT, LocalStack, StackPorts, provision_app_stores, start_functions_host, stop_pid
+from devstack.stack import (
+    LocalStack,
+    StackPorts,
+    example_app_settings,
+    provision_app_stores,
+    start_functions_host,
+    stop_pid,
+)
 from shared.config import MANIFESTS_CONTAINER, Settings
 from shared.models import JobOptions
 from shared.services.context import AppContext
@@ -80,8 +87,7 @@ BENCH_OVERRIDES = {"FETCH_ALLOW_LOOPBACK_FOR_TESTS": "true", "FUNCTIONS_WORKER_P
 
 
 def app_settings(stack: LocalStack) -> dict[str, str]:
-    example = json.loads((ROOT / "local.settings.example.json").read_text())["Values"]
-    return {**example, **stack.settings_env(), **BENCH_OVERRIDES}
+    return {**example_app_settings(), **stack.settings_env(), **BENCH_OVERRIDES}
 
 
 # --- HTTP -------------------------------------------------------------------------------------------------------

@@ -238,6 +238,13 @@ class LocalStack:
         self.stop()
 
 
+def example_app_settings() -> dict[str, str]:
+    """The app settings a user starts from (local.settings.example.json's Values): what a benchmark should run with,
+    so that it measures what users get and does not depend on a local.settings.json left by ./devstack/up."""
+    values: dict[str, str] = json.loads((ROOT / "local.settings.example.json").read_text())["Values"]
+    return values
+
+
 def provision_app_stores(settings_env: dict[str, str]) -> None:
     """Creates the Cosmos database and containers and the blob containers the app uses, on the local emulators
     (in Azure the Bicep creates them)."""
