@@ -16,5 +16,5 @@ log = logging.getLogger(__name__)
 @bp.timer_trigger(arg_name="timer", schedule="%STATUS_TIMER_SCHEDULE%", run_on_startup=False, use_monitor=False)
 def status_timer(timer: func.TimerRequest) -> None:
     report = roll_up_status(get_context())
-    if report.jobs_seen or report.dead_letters_moved:
+    if report.jobs_changed or report.dead_letters_moved:
         log.info("status roll-up: %s", report_json(report))

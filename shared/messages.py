@@ -10,7 +10,6 @@ from __future__ import annotations
 from datetime import datetime
 
 from shared.adapters.servicebus import OutgoingMessage
-from shared.config import EXPAND_QUEUE, FINISH_QUEUE
 from shared.models import ChunkMessage, ExpandMessage, FinishMessage, utcnow
 from shared.planning import encode, message_id, session_id
 
@@ -79,8 +78,9 @@ def replay_message(message: ChunkMessage, body: str, shards: int) -> OutgoingMes
     )
 
 
-def expand_message(message: ExpandMessage) -> tuple[str, OutgoingMessage]:
-    return EXPAND_QUEUE, OutgoingMessage(
+def expand_message(message: ExpandMessage) -> OutgoingMessage:
+    """A manifest expansion step, for EXPAND_QUEUE."""
+    return OutgoingMessage(
         body=message.model_dump_json(),
         message_id=f"{message.job_id}.expand.{message.step}",
         subject="expand",
@@ -88,9 +88,10 @@ def expand_message(message: ExpandMessage) -> tuple[str, OutgoingMessage]:
     )
 
 
-def finish_message(message: FinishMessage) -> tuple[str, OutgoingMessage]:
+def finish_message(message: FinishMessage) -> OutgoingMessage:
+    """A finished job's follow-up, for FINISH_QUEUE."""
     suffix = ("" if message.attempt == 1 else f".{message.attempt}") + (f".w{message.waits}" if message.waits else "")
-    return FINISH_QUEUE, OutgoingMessage(
+    return OutgoingMessage(
         body=message.model_dump_json(),
         message_id=f"{message.job_id}.{message.action}.{message.end}{suffix}",
         subject=message.action,

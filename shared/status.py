@@ -145,15 +145,13 @@ def _fold_chunk(
         job.last_chunk_finished_at = chunk.finished_at
 
 
-def unresolved_dead_letters(job: JobDocument) -> set[int]:
-    """Dead-lettered chunks neither replayed nor finished: they count as accounted for, with errors."""
-    finished, replayed = Bitmap(job.finished_chunks), Bitmap(job.replayed_chunks)
-    return {c for c in Bitmap(job.dead_lettered_chunks).members() if c not in replayed and c not in finished}
-
-
-def replaying_chunks(job: JobDocument) -> set[int]:
-    finished = Bitmap(job.finished_chunks)
-    return {c for c in Bitmap(job.replayed_chunks).members() if c not in finished}
+def _dead_letter_state(job: JobDocument, finished: Bitmap) -> tuple[set[int], set[int]]:
+    """Dead-lettered chunks neither replayed nor finished (they count as accounted for, with errors), and replayed
+    chunks not finished yet (the job runs until they are)."""
+    replayed = Bitmap(job.replayed_chunks)
+    unresolved = {c for c in Bitmap(job.dead_lettered_chunks).members() if c not in replayed and c not in finished}
+    replaying = {c for c in replayed.members() if c not in finished}
+    return unresolved, replaying
 
 
 def apply_progress(job: JobDocument, now: datetime, newly_finished: Iterable[int] = ()) -> bool:
@@ -167,13 +165,15 @@ def apply_progress(job: JobDocument, now: datetime, newly_finished: Iterable[int
     job.counts = counts
     job.error_codes = dict(codes)
 
-    unresolved = unresolved_dead_letters(job)
-    if job.state.terminal and job.state != JobState.CANCELLED and (replaying_chunks(job) or list(newly_finished)):
+    finished = Bitmap(job.finished_chunks)
+    finished_count = len(finished)
+    unresolved, replaying = _dead_letter_state(job, finished)
+    if job.state.terminal and job.state != JobState.CANCELLED and (replaying or list(newly_finished)):
         # Dead-lettered chunks were re-sent: the job runs again until they are accounted for. A replayed chunk may
         # also have finished before any roll-up saw it re-sent (then it arrives here as newly finished, and the end
         # state must be decided again). An ended job has every other chunk folded already.
         job.state, job.finished_at = JobState.RUNNING, None
-    if job.started_at is None and (job.running or Bitmap(job.finished_chunks)):
+    if job.started_at is None and (job.running or finished_count):
         job.started_at = min((r.started_at for r in job.running.values()), default=now)
     if job.state == JobState.ACCEPTED and job.started_at is not None:
         job.state = JobState.RUNNING
@@ -182,7 +182,7 @@ def apply_progress(job: JobDocument, now: datetime, newly_finished: Iterable[int
     expansion_done = job.manifest_blob is None or job.expansion_done
     if job.state.terminal or not expansion_done or job.total_chunks is None:
         return False
-    if len(Bitmap(job.finished_chunks)) + len(unresolved) < job.total_chunks:
+    if finished_count + len(unresolved) < job.total_chunks:
         return False
     job.state = end_state(job, counts, bool(unresolved))
     job.finished_at = job.last_chunk_finished_at or now

@@ -208,10 +208,8 @@ class CosmosJobStore:
         self._upsert(cursor)
 
     # --- side documents the timer folds in -------------------------------------------------------
-    def upsert_document(self, doc: DuplicatesDocument | CallbackDocument) -> None:
-        self._upsert(doc)
-
     def upsert_documents(self, docs: list[Document]) -> None:
+        """Writes them in order (a summary written last stands for the documents before it)."""
         for doc in docs:
             self._upsert(doc)
 
@@ -251,11 +249,6 @@ class CosmosJobStore:
         )
         return [ChunkDocument.model_validate(r) for r in rows]
 
-    def running_chunks(self, job_id: str) -> list[ChunkDocument]:
-        rows = self._query(
-            "SELECT * FROM c WHERE c.jobId = @job AND c.type = 'chunk' AND c.state = 'running'", job=job_id
-        )
-        return [ChunkDocument.model_validate(r) for r in rows]
 
     # --- images --------------------------------------------------------------------------------
     def image_outcomes(self, job_id: str, chunk: int) -> dict[int, str | None]:
@@ -297,11 +290,6 @@ class CosmosJobStore:
         items = [_public(item) for item in page]
         return items, pages.continuation_token
 
-    def image_hashes(self, job_id: str) -> list[dict[str, Any]]:
-        return self._query(
-            "SELECT c.index, c.sha256, c.duplicate_of FROM c WHERE c.jobId = @job AND c.type = 'image' AND c.ok = true",
-            job=job_id,
-        )
 
     # --- dead letters --------------------------------------------------------------------------
     def upsert_dead_letter(self, doc: DeadLetterDocument) -> None:

@@ -12,7 +12,7 @@ import logging
 from collections.abc import Iterator
 from dataclasses import dataclass
 
-from shared.config import MANIFESTS_CONTAINER
+from shared.config import EXPAND_QUEUE, MANIFESTS_CONTAINER
 from shared.messages import chunk_message, chunk_queue, expand_message, expansion_document_id
 from shared.models import ChunkMessage, ExpandMessage, ExpansionDocument, ManifestRange
 from shared.services.context import AppContext
@@ -121,8 +121,7 @@ def expand_manifest(ctx: AppContext, message: ExpandMessage) -> ExpansionDocumen
         following = message.model_copy(
             update={"byte_offset": offset, "next_index": index, "next_chunk": chunk, "step": message.step + 1}
         )
-        queue, expand = expand_message(following)
-        ctx.bus.send(queue, [expand])
+        ctx.bus.send(EXPAND_QUEUE, [expand_message(following)])
     ctx.store.upsert_expansion(expansion)
     log.info("job %s: expansion step %d sent %d chunks (%d images)", job.job_id, message.step, len(chunks), index)
     return expansion

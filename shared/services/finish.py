@@ -15,6 +15,7 @@ import logging
 from datetime import timedelta
 
 from shared.callbacks import deliver_callback, next_attempt_delay
+from shared.config import FINISH_QUEUE
 from shared.fetch import FetchPolicy
 from shared.messages import (
     callback_document_id,
@@ -53,8 +54,8 @@ def handle_finish(ctx: AppContext, message: FinishMessage) -> str:
     if message.end > job.ends:
         if message.waits >= MAX_WAITS:
             return f"given up: the job never recorded end {message.end}"
-        queue, again = finish_message(message.model_copy(update={"waits": message.waits + 1}))
-        ctx.bus.schedule(queue, again, utcnow() + timedelta(seconds=1))
+        again = finish_message(message.model_copy(update={"waits": message.waits + 1}))
+        ctx.bus.schedule(FINISH_QUEUE, again, utcnow() + timedelta(seconds=1))
         return f"waiting for the job to record end {message.end}"
     if message.end < job.ends or not job.state.terminal:
         return f"stale (the job is at end {job.ends}, {job.state.value})"
@@ -79,14 +80,14 @@ def reconcile_duplicates(ctx: AppContext, job: JobDocument, end: int) -> str:
                     members=members[start : start + GROUP_PART_MEMBERS],
                 )
             )
-    ctx.store.upsert_documents(documents)
     images = sum(len(m) for m in groups)
-    # Last: once the summary exists, every group document it counts does.
-    ctx.store.upsert_document(
+    # The summary last: once it exists, every group document it counts does.
+    documents.append(
         DuplicatesDocument(
             id=duplicates_document_id(job.job_id), jobId=job.job_id, end=end, groups=len(groups), images=images
         )
     )
+    ctx.store.upsert_documents(documents)
     return f"{len(groups)} duplicate groups, {images} images"
 
 
@@ -107,10 +108,10 @@ def attempt_callback(ctx: AppContext, job: JobDocument, message: FinishMessage) 
                 status.state = "failed"
             else:
                 status.next_attempt_at = utcnow() + timedelta(seconds=next_attempt_delay(message.attempt))
-                queue, retry = finish_message(message.model_copy(update={"attempt": message.attempt + 1}))
-                ctx.bus.schedule(queue, retry, status.next_attempt_at)
+                retry = finish_message(message.model_copy(update={"attempt": message.attempt + 1}))
+                ctx.bus.schedule(FINISH_QUEUE, retry, status.next_attempt_at)
             log.warning("job %s: callback attempt %d failed: %s", job.job_id, message.attempt, outcome.reason)
-    ctx.store.upsert_document(
-        CallbackDocument(id=callback_document_id(job.job_id), jobId=job.job_id, end=message.end, status=status)
+    ctx.store.upsert_documents(
+        [CallbackDocument(id=callback_document_id(job.job_id), jobId=job.job_id, end=message.end, status=status)]
     )
     return f"callback {status.state} after attempt {message.attempt}"

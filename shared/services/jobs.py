@@ -14,7 +14,7 @@ from typing import Any
 from pydantic import ValidationError
 
 from shared.adapters.blobs import BlobNotFound
-from shared.config import MANIFESTS_CONTAINER, Tier
+from shared.config import EXPAND_QUEUE, MANIFESTS_CONTAINER, Tier
 from shared.errors import ApiError, job_not_found
 from shared.messages import chunk_message, chunk_queue, expand_message, expansion_document_id, replay_message
 from shared.models import (
@@ -121,7 +121,7 @@ def submit_job(ctx: AppContext, tenant: TenantDocument, body: bytes) -> JobAccep
         else:
             ctx.store.upsert_expansion(ExpansionDocument(id=expansion_document_id(job_id), jobId=job_id))
             expand = ExpandMessage(job_id=job_id, tenant_id=tenant.tenant_id, manifest_blob=manifest)
-            ctx.bus.send(*_one(expand_message(expand)))
+            ctx.bus.send(EXPAND_QUEUE, [expand_message(expand)])
     except Exception:
         log.exception("job %s: enqueueing failed; marking the job failed", job_id)
         ctx.store.patch_job(job_id, {"state": JobState.FAILED.value, "finished_at": _now_iso()})
@@ -138,11 +138,6 @@ def submit_job(ctx: AppContext, tenant: TenantDocument, body: bytes) -> JobAccep
 
 def _now_iso() -> str:
     return utcnow().isoformat()
-
-
-def _one(routed: tuple[str, Any]) -> tuple[str, list[Any]]:
-    queue, message = routed
-    return queue, [message]
 
 
 def _require_manifest(ctx: AppContext, blob: str) -> None:

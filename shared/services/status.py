@@ -71,10 +71,6 @@ class RollUpReport:
     duration_ms: float = 0.0
     lane_depths: dict[str, dict[str, int]] = field(default_factory=dict)
 
-    @property
-    def jobs_seen(self) -> int:
-        return self.jobs_changed
-
 
 def roll_up_status(ctx: AppContext, now: datetime | None = None) -> RollUpReport:
     meter = RequestMeter()
@@ -181,7 +177,7 @@ def _roll_up_job(ctx: AppContext, job_id: str, changes: list[Change], now: datet
     if follow_ups:
         # Sent before the replace: their ids are deterministic, so if the replace loses and the next tick decides
         # the same again, duplicate detection drops the repeat; sent after, a crash in between would lose them.
-        ctx.bus.send(FINISH_QUEUE, [finish_message(m)[1] for m in follow_ups])
+        ctx.bus.send(FINISH_QUEUE, [finish_message(m) for m in follow_ups])
         outcome.follow_ups = len(follow_ups)
     job.rolled_up_at = now
     if ctx.store.replace_job(job, etag):
