@@ -7,7 +7,7 @@ from enum import StrEnum
 from pydantic import BaseModel, ConfigDict, Field
 
 from shared.dedup.hashes import parse_hash
-from shared.dedup.policy import PerceptualHashes
+from shared.dedup.policy import NearMatch, PerceptualHashes
 
 
 class ImageRef(BaseModel):
@@ -38,6 +38,17 @@ class Match(BaseModel):
     phash_distance: int | None = None
     dhash_distance: int | None = None
     mirrored: bool = False
+
+    @classmethod
+    def near(cls, ref: ImageRef, found: NearMatch) -> Match:
+        """A near duplicate as the policy confirmed it."""
+        return cls(
+            ref=ref,
+            kind=MatchKind.NEAR,
+            phash_distance=found.phash_distance,
+            dhash_distance=found.dhash_distance,
+            mirrored=found.mirrored,
+        )
 
 
 class IndexEntry(BaseModel):

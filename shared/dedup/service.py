@@ -179,15 +179,7 @@ class DuplicateService:
                 if holder.sha256 == other.sha256:
                     found[graph.node(holder.ref)].append(Match(ref=other.ref, kind=MatchKind.EXACT))
                 elif near is not None:
-                    found[graph.node(holder.ref)].append(
-                        Match(
-                            ref=other.ref,
-                            kind=MatchKind.NEAR,
-                            phash_distance=near.phash_distance,
-                            dhash_distance=near.dhash_distance,
-                            mirrored=near.mirrored,
-                        )
-                    )
+                    found[graph.node(holder.ref)].append(Match.near(other.ref, near))
 
         connect_near_duplicates(
             Hashes(phash=phash, dhash=dhash, mirror=mirror),
@@ -237,15 +229,7 @@ class DuplicateService:
             other = candidate.perceptual()
             near = self._policy.compare(hashes, other) if other is not None else None
             if near is not None:
-                matches.append(
-                    Match(
-                        ref=candidate.ref,
-                        kind=MatchKind.NEAR,
-                        phash_distance=near.phash_distance,
-                        dhash_distance=near.dhash_distance,
-                        mirrored=near.mirrored,
-                    )
-                )
+                matches.append(Match.near(candidate.ref, near))
         return matches
 
 
