@@ -69,6 +69,7 @@ from shared.planning import (
     shards_for,
 )
 from shared.services.context import AppContext
+from shared.status import settle
 from shared.views import SignRead, image_result_item, job_entry, job_status
 
 log = logging.getLogger(__name__)
@@ -279,7 +280,13 @@ def _owned_job(ctx: AppContext, tenant: TenantDocument, job_id: str) -> tuple[Jo
 
 
 def get_job_status(ctx: AppContext, tenant: TenantDocument, job_id: str) -> JobStatus:
+    """The job's status. A one-chunk job (a single image, a small upload) shows its finished chunk at once rather
+    than after the status timer's next tick: one more point read, settled in memory exactly as the timer will."""
     job, _ = _owned_job(ctx, tenant, job_id)
+    if job.total_chunks == 1 and not job.state.terminal and not job.cancel_requested:
+        chunk = ctx.store.get_chunk(job_id, 0)
+        if chunk is not None and chunk.state == "done":
+            settle(job, [chunk], utcnow())
     return job_status(job)
 
 
