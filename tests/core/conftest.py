@@ -3,6 +3,7 @@ Azurite, the Cosmos emulator and the Service Bus emulator, with images served fr
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import time
@@ -22,6 +23,9 @@ from shared.services.context import AppContext
 from shared.services.tenants import create_tenant
 from tests.core.image_server import ImageServer, running_image_server
 
+# The operator view's key (the host is given its SHA-256 only, as in Azure).
+OPERATOR_KEY = "test-operator-key"
+
 # Small chunks and a fast timer so a test sees many chunks and quick roll-ups; a free-tier job may hold only one
 # session at a time, so the concurrency cap is below what the host could give it (and the test can fail).
 TEST_SETTINGS = {
@@ -33,6 +37,7 @@ TEST_SETTINGS = {
     "TIER_JOB_CONCURRENCY": "new=2,enterprise=2,free=1",
     "FUNCTIONS_WORKER_PROCESS_COUNT": "2",
     "CALLBACK_MAX_ATTEMPTS": "3",
+    "ADMIN_API_KEY_SHA256": hashlib.sha256(OPERATOR_KEY.encode()).hexdigest(),
 }
 
 
