@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+from typing import Any
 
 import pytest
 
@@ -49,7 +50,7 @@ def test_a_digest_that_is_not_sha256_hex_fails_the_start() -> None:
 
 def test_throughput_buckets_finished_chunks_and_rates_failures() -> None:
     now = 10_000.0
-    chunks = [
+    chunks: list[dict[str, Any]] = [
         {"finished_epoch": now - 5, "counts": {"succeeded": 90, "failed": 10, "skipped": 0}, "error_codes": {"x": 10}},
         {"finished_epoch": now - 20, "counts": {"succeeded": 60, "failed": 0, "skipped": 0}, "error_codes": {}},
         {"finished_epoch": now - WINDOW_SECONDS + 1, "counts": {"succeeded": 30, "failed": 30, "skipped": 5},
