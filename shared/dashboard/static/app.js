@@ -14,11 +14,14 @@ const SLOW_POLL_MS = 5000;
 const OPERATOR_POLL_MS = 3000;
 const RATE_WINDOW_MS = 5000; // images/s is measured over this much of the page's own samples
 const CHART_POINTS = 120;
+const GROUP_MEMBERS_SHOWN = 12;
 const TERMINAL = new Set(["succeeded", "completed_with_errors", "failed", "cancelled"]);
 
 const $ = (id) => document.getElementById(id);
 
 // --- small DOM helpers ---------------------------------------------------------------------------------------
+
+const present = (nodes) => nodes.filter((n) => n !== null && n !== undefined);
 
 function h(tag, attributes = {}, ...children) {
   const node = document.createElement(tag);
@@ -29,15 +32,19 @@ function h(tag, attributes = {}, ...children) {
     else if (key in node) node[key] = value;
     else node.setAttribute(key, value);
   }
-  node.append(...children.filter((c) => c !== null && c !== undefined));
+  node.append(...present(children));
   return node;
 }
+
+let messageTimer = null;
 
 function showMessage(text, kind = "error") {
   const box = $("message");
   box.textContent = text;
   box.className = kind;
   box.hidden = !text;
+  clearTimeout(messageTimer);
+  if (text && kind === "info") messageTimer = setTimeout(() => showMessage(""), 15000);
 }
 
 function errorText(error) {
@@ -134,7 +141,7 @@ class JobCard {
 
   sample(status, now) {
     const c = status.counts;
-    const done = c.succeeded + c.failed + c.skipped;
+    const done = c.succeeded + c.failed; // processed: skipped images (a cancel) are not throughput
     this.samples.push({ t: now, done });
     while (this.samples.length > 2 && now - this.samples[1].t >= RATE_WINDOW_MS) this.samples.shift();
     const first = this.samples[0];
@@ -156,7 +163,8 @@ class JobCard {
     this.state.className = `state ${status.state}`;
     const total = status.total_images ?? "?";
     this.meta.textContent =
-      `lane ${status.lane} · ${total} images in ${status.total_chunks ?? "?"} chunks · created ` +
+      `lane ${status.lane} · ${total} images in ${status.total_chunks ?? "?"} ` +
+      `chunk${status.total_chunks === 1 ? "" : "s"} · created ` +
       new Date(status.created_at).toLocaleString();
     setProgress(this.bar, status.percent);
     const c = status.counts;
@@ -215,10 +223,14 @@ class JobCard {
         this.groupList = h(
           "ol",
           { class: "groups" },
-          ...page.items.map((g) =>
-            h("li", {}, `group ${g.group}${g.part ? ` (part ${g.part + 1})` : ""}, ${g.size} images: `,
-              ...g.members.map((m) => h("code", {}, m))),
-          ),
+          ...page.items.map((g) => {
+            // Members are image ids `{job}.{index}`: this job's shown by index, other jobs' (the library) in full.
+            const shown = g.members.slice(0, GROUP_MEMBERS_SHOWN).map((m) =>
+              h("code", { title: m }, m.startsWith(`${this.jobId}.`) ? `#${m.slice(this.jobId.length + 1)}` : m));
+            const more = g.members.length - shown.length;
+            return h("li", {}, `group ${g.group}${g.part ? ` (part ${g.part + 1})` : ""}, ${g.size} images: `,
+              ...shown, more > 0 ? ` and ${more} more` : null);
+          }),
         );
         if (page.continuation) this.groupList.append(h("li", { class: "hint" }, "… more groups through the API"));
       } catch (error) {
@@ -245,16 +257,18 @@ class JobCard {
         h("td", {}, h("code", {}, d.reason)),
         h("td", {}, d.description || ""),
         h("td", {}, new Date(d.dead_lettered_at).toLocaleTimeString()),
-        h("td", { class: "replayed" }, d.replayed ? "replayed" : "waiting"),
+        h("td", { class: "replayed" }, d.replayed ? "replayed" : "not replayed"),
       ),
     );
     const more = status.dead_lettered_count - chunks.length;
     this.deadLetters.replaceChildren(
-      h("h4", {}, `Dead-lettered chunks: ${status.dead_lettered_count}`),
-      h("table", {},
-        h("thead", {}, h("tr", {}, ...["chunk", "reason", "description", "when", ""].map((t) => h("th", {}, t)))),
-        h("tbody", {}, ...rows)),
-      more > 0 ? h("p", { class: "hint" }, `and ${more} more`) : null,
+      ...present([
+        h("h4", {}, `Dead-lettered chunks: ${status.dead_lettered_count}`),
+        h("table", {},
+          h("thead", {}, h("tr", {}, ...["chunk", "reason", "description", "when", ""].map((t) => h("th", {}, t)))),
+          h("tbody", {}, ...rows)),
+        more > 0 ? h("p", { class: "hint" }, `and ${more} more`) : null,
+      ]),
     );
   }
 }

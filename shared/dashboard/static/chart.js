@@ -20,9 +20,12 @@ function niceMax(value) {
  * with the y scale's top on the left. `label` names one value for the tooltip of the last point.
  */
 export function drawLineChart(svg, values, { label = "", pad = 4 } = {}) {
-  const box = svg.viewBox.baseVal;
-  const width = box.width;
-  const height = box.height;
+  // Drawn in the element's own pixels (the viewBox follows its laid-out size), so text and strokes keep their
+  // size whatever the width; the viewBox the markup gives is the size used before layout.
+  const rect = svg.getBoundingClientRect();
+  const width = Math.round(rect.width) || svg.viewBox.baseVal.width;
+  const height = Math.round(rect.height) || svg.viewBox.baseVal.height;
+  svg.setAttribute("viewBox", `0 0 ${width} ${height}`);
   const left = 34;
   svg.replaceChildren();
   const top = niceMax(Math.max(0, ...values));
