@@ -303,12 +303,10 @@ class TenantView {
   }
 
   useKey(key) {
+    if (key !== sessionStorage.getItem(TENANT_KEY)) sessionStorage.removeItem(FOLLOWED); // another tenant's jobs
     this.key = key;
     if (key) sessionStorage.setItem(TENANT_KEY, key);
-    else {
-      sessionStorage.removeItem(TENANT_KEY);
-      sessionStorage.removeItem(FOLLOWED);
-    }
+    else sessionStorage.removeItem(TENANT_KEY);
     $("tenant-key").value = "";
     $("tenant-key").placeholder = key ? "key in use (type another to switch)" : "ipk_…";
     $("tenant-area").hidden = !key;
