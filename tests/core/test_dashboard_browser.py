@@ -279,7 +279,8 @@ def test_a_tenant_follows_jobs_replays_and_cancels_in_the_browser(
     _, _, status = app_host.call("GET", f"/jobs/{dead_job}", tenant.key)
     assert status["counts"] == {"succeeded": 3, "failed": 0, "skipped": 0}, status
 
-    # 3. A job submitted through the API, cancelled with the button once it is under way.
+    # 3. A job submitted through the API (so the page learns of it from GET /api/jobs), cancelled with the button
+    # once it is under way.
     code, _, accepted = app_host.call(
         "POST",
         "/jobs",
@@ -287,8 +288,7 @@ def test_a_tenant_follows_jobs_replays_and_cancels_in_the_browser(
         {"urls": [image_server.url(f"/slow/80/{i}.jpg") for i in range(400)], "options": {"analyses": ["exif"]}},
     )
     assert code == 202, accepted
-    slow_job = accepted["job_id"]
-    page.follow(slow_job)
+    slow_job = accepted["job_id"]  # not followed: the page finds it in the tenant's job list
     page.card_when(slow_job, "under way", lambda c: 0 < c["percent"] < 100 and c["cancel"], timeout=90)
     page.shot("3-running")
     page.click(f'article[data-job-id="{slow_job}"] button[data-action=cancel]')
@@ -297,6 +297,7 @@ def test_a_tenant_follows_jobs_replays_and_cancels_in_the_browser(
     _, _, status = app_host.call("GET", f"/jobs/{slow_job}", tenant.key)
     assert status["state"] == "cancelled" and status["counts"]["skipped"] > 0, status
 
+    assert page.js("return document.getElementById('jobs-source').textContent;").startswith("newest")
     page.js("window.scrollTo(0, 0);")
     shot = page.shot("4-tenant-view", full_page=True)
     shutil.copyfile(shot, DOCS / "dashboard.png")

@@ -7,7 +7,7 @@ import { drawLineChart } from "./chart.js";
 
 const TENANT_KEY = "imagepipe.tenantKey";
 const OPERATOR_KEY = "imagepipe.operatorKey";
-const FOLLOWED = "imagepipe.followedJobs"; // jobs submitted or followed from this tab, shown even if not listed
+const FOLLOWED = "imagepipe.followedJobs"; // jobs submitted or followed from this tab: shown even when not listed
 const LIST_SIZE = 20;
 const FAST_POLL_MS = 1000; // while some job is unfinished
 const SLOW_POLL_MS = 5000;
@@ -277,7 +277,6 @@ class TenantView {
   constructor() {
     this.key = sessionStorage.getItem(TENANT_KEY) || "";
     this.cards = new Map();
-    this.listAvailable = true;
     this.timer = null;
   }
 
@@ -312,7 +311,6 @@ class TenantView {
     $("tenant-area").hidden = !key;
     for (const card of this.cards.values()) card.root.remove();
     this.cards.clear();
-    this.listAvailable = true;
     showMessage("");
     this.refreshSoon();
   }
@@ -364,7 +362,7 @@ class TenantView {
   async replay(jobId) {
     try {
       const answer = await jobsApi.replay(this.key, jobId);
-      const chunks = answer.replayed_chunks ?? answer.replayedChunks ?? [];
+      const chunks = answer.replayed_chunks;
       showMessage(
         `Job ${jobId}: re-sent ${chunks.length} dead-lettered chunk${chunks.length === 1 ? "" : "s"}` +
           (answer.remaining ? `, ${answer.remaining} left (replay again)` : "") + ".",
@@ -399,18 +397,9 @@ class TenantView {
 
   async load() {
     const byId = new Map();
-    if (this.listAvailable) {
-      try {
-        const page = await jobsApi.list(this.key, LIST_SIZE);
-        for (const status of page.items) byId.set(status.job_id, status);
-        $("jobs-source").textContent = `newest ${LIST_SIZE}, and jobs followed from this tab`;
-      } catch (error) {
-        // An API without the job list (404/405): show the jobs this tab submitted or followed.
-        if (!(error instanceof ApiError) || ![404, 405].includes(error.status)) throw error;
-        this.listAvailable = false;
-        $("jobs-source").textContent = "followed from this tab";
-      }
-    }
+    const page = await jobsApi.list(this.key, LIST_SIZE);
+    for (const status of page.items) byId.set(status.job_id, status);
+    $("jobs-source").textContent = `newest ${LIST_SIZE}, and jobs followed from this tab`;
     const missing = this.followed().filter((id) => !byId.has(id));
     const fetched = await Promise.all(
       missing.map((id) =>
