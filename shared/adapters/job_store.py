@@ -227,6 +227,30 @@ class CosmosJobStore:
             return [], None
         return [str(row["id"]) for row in page], pages.continuation_token
 
+    # --- the operator view ------------------------------------------------------------------------
+    def active_jobs(self, limit: int) -> tuple[list[dict[str, Any]], bool]:
+        """Up to `limit` unfinished jobs of every tenant, newest first (a projection: no bitmaps, no samples), and
+        whether there are more. One query across the container, paged: its cost follows the jobs returned."""
+        rows, token = self._page(
+            "SELECT c.jobId, c.tenantId, c.state, c.lane, c.total_images, c.counts, c.images_per_second,"
+            " c.eta_seconds, c.created_at, c.started_at, c.cancel_requested FROM c"
+            " WHERE c.type = 'job' AND c.state IN ('accepted', 'running') ORDER BY c.created_at DESC",
+            {},
+            limit,
+            None,
+        )
+        return rows, token is not None
+
+    def chunk_outcomes_since(self, since_epoch: float) -> list[dict[str, Any]]:
+        """The finish time (`finished_epoch`), counts and error codes of every chunk of any job that finished at or
+        after `since_epoch`: what the operator view's throughput and failure rate are made of. Its cost follows
+        the chunks finished in the window."""
+        return self._query(
+            "SELECT c.finished_epoch, c.counts, c.error_codes FROM c"
+            " WHERE c.type = 'chunk' AND c.state = 'done' AND c.finished_epoch >= @since",
+            since=since_epoch,
+        )
+
     # --- the status timer's changes -------------------------------------------------------------
     def changes_since(self, since_ts: int) -> list[Change]:
         """Every document of CHANGE_TYPES written at or after `since_ts` (the service's own write time, whole
