@@ -7,9 +7,11 @@ message, so the answer comes back in well under 200 ms whatever the size.
 
 from __future__ import annotations
 
+import functools
 import json
 import logging
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime, timedelta
 from typing import Any, TypeVar
 
@@ -137,8 +139,17 @@ def submit_image(
         raise ApiError(400, "empty_image", "the body is empty: send the image's bytes")
     job_id = new_job_id()
     ref = single_image_ref(job_id)
-    ctx.blobs.write(ORIGINALS_CONTAINER, f"{tenant.tenant_id}/{ref}", data, "application/octet-stream")
-    return _start_job(ctx, tenant, JobRequest(blobs=[ref]), "upload", job_id)
+    # The original is stored while the job document is written; its chunk is sent only once it is stored.
+    stored = _blob_writes().submit(
+        ctx.blobs.write, ORIGINALS_CONTAINER, f"{tenant.tenant_id}/{ref}", data, "application/octet-stream"
+    )
+    return _start_job(ctx, tenant, JobRequest(blobs=[ref]), "upload", job_id, before_send=stored.result)
+
+
+@functools.cache
+def _blob_writes() -> ThreadPoolExecutor:
+    """Threads for an upload's blob write, overlapped with the job's Cosmos writes (the blob client is shared)."""
+    return ThreadPoolExecutor(max_workers=4, thread_name_prefix="image-upload")
 
 
 def _image_too_large(size: int, limit: int) -> ApiError:
@@ -167,9 +178,15 @@ def _uploaded_files(ctx: AppContext, tenant: TenantDocument, upload: str) -> lis
 
 
 def _start_job(
-    ctx: AppContext, tenant: TenantDocument, request: JobRequest, source: JobSource, job_id: str
+    ctx: AppContext,
+    tenant: TenantDocument,
+    request: JobRequest,
+    source: JobSource,
+    job_id: str,
+    before_send: Callable[[], object] | None = None,
 ) -> JobAccepted:
-    """A job of an inline list: its chunk messages go out in one batched send."""
+    """A job of an inline list: its chunk messages go out in one batched send (after `before_send`, if given,
+    returns: a failure there fails the job like a failed send)."""
     settings = ctx.settings
     tier = Tier(tenant.tier)
     refs = request.inline_refs
@@ -180,7 +197,13 @@ def _start_job(
     job.total_images, job.total_chunks = len(refs), total_chunks
     _create(ctx, job)
     chunks = list(inline_chunks(job_id, tenant.tenant_id, job.lane, request.options, refs, size))
-    _enqueue(ctx, job, lambda: ctx.bus.send(chunk_queue(chunks[0]), (chunk_message(c, job.shards) for c in chunks)))
+
+    def send() -> None:
+        if before_send is not None:
+            before_send()
+        ctx.bus.send(chunk_queue(chunks[0]), (chunk_message(c, job.shards) for c in chunks))
+
+    _enqueue(ctx, job, send)
     return _accepted(job)
 
 
