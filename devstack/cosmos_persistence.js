@@ -100,9 +100,13 @@ function enable(dataDir, log = console.log) {
     const started = Date.now();
     dirty = false;
     const temporary = `${file}.${process.pid}.tmp`;
-    fs.writeFileSync(temporary, JSON.stringify(snapshotOf(account)));
-    fs.renameSync(temporary, file);
-    interval = Math.max(MIN_INTERVAL_MS, 10 * (Date.now() - started));
+    try {
+      fs.writeFileSync(temporary, JSON.stringify(snapshotOf(account)));
+      fs.renameSync(temporary, file);
+    } finally {
+      // Also after a failure (a data set past V8's largest string): never spend more than ~10 % of the time here.
+      interval = Math.max(MIN_INTERVAL_MS, 10 * (Date.now() - started));
+    }
   }
 
   function saveSafely() {

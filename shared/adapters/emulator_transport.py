@@ -30,13 +30,18 @@ class _ReusedContextAdapter(HTTPAdapter):
         super().init_poolmanager(*args, **kwargs)
 
 
-@cache
 def emulator_transport() -> RequestsTransport:
     """One transport per process, shared by every client: the Cosmos client is built once per thread (see
     ThreadLocalDatabase), and a context and a TLS handshake per thread cost a new thread's first call ~60-110 ms.
     A requests session's pool is safe to share between threads; the state that must not be shared (a client's
     last response headers) lives in the clients, not here."""
-    urllib3.disable_warnings(urllib3.exceptions.InsecureRequestWarning)  # unverified on purpose, see above
+    # Unverified on purpose (see above); said at every client construction, as warning filters can be reset.
+    urllib3.disable_warnings(urllib3.exceptions.InsecureRequestWarning)
+    return _shared_transport()
+
+
+@cache
+def _shared_transport() -> RequestsTransport:
     context = ssl.create_default_context()
     context.check_hostname = False
     context.verify_mode = ssl.CERT_NONE
