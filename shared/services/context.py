@@ -56,7 +56,11 @@ def warm_up(timeout_seconds: float = 15.0) -> None:
     failures: list[str] = []
 
     def run() -> None:
-        ctx = get_context()
+        try:
+            ctx = get_context()
+        except Exception as exc:  # settings the start itself will report, or a client that cannot be built
+            failures.append(f"context: {type(exc).__name__}: {exc}")
+            return
         for name, step in (
             ("cosmos", ctx.store.get_rollup_cursor),  # TLS connection, account and container metadata caches
             # The first cross-partition query fetches the query plan and partition key ranges (~140 ms here).
