@@ -42,6 +42,7 @@ from shared.planning import (
     shards_for,
 )
 from shared.services.context import AppContext
+from shared.tracing import submit_span
 from shared.views import job_status
 
 log = logging.getLogger(__name__)
@@ -80,6 +81,14 @@ def validation_details(exc: ValidationError) -> list[dict[str, Any]]:
 
 
 def submit_job(ctx: AppContext, tenant: TenantDocument, body: bytes) -> JobAccepted:
+    """Submits a job inside a span whose context its chunk messages carry (each chunk's trace links to it)."""
+    with submit_span(tenant.tenant_id) as span:
+        accepted = _submit_job(ctx, tenant, body)
+        span.set_attributes({"imagepipe.job_id": accepted.job_id, "imagepipe.lane": accepted.lane.value})
+        return accepted
+
+
+def _submit_job(ctx: AppContext, tenant: TenantDocument, body: bytes) -> JobAccepted:
     settings = ctx.settings
     request = parse_job_request(body, settings.max_inline_images)
     if request.callback_url is not None:
