@@ -361,7 +361,8 @@ def results(
                 sys.stdout.buffer.write(block)
             sys.stdout.buffer.flush()
             return
-        table = Table("index", "ok", "error", "sha256", "thumbnails", "ref")
+        table = Table("index", "ok", "error", "sha256", "thumbnails")
+        table.add_column("ref", overflow="fold")  # whole, however narrow the terminal
         for image in client.images(job_id):
             error = image.get("error") or {}
             table.add_row(

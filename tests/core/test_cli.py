@@ -1,0 +1,179 @@
+"""The `imagepipe` command against the app on the local stack: in a terminal (pexpect reads the live progress of
+`submit --watch` back, and Ctrl-C), and in process (typer's CliRunner) for the other commands and the exit codes."""
+
+from __future__ import annotations
+
+import json
+import re
+import sys
+from pathlib import Path
+
+import pexpect
+import pytest
+from typer.testing import CliRunner
+
+from imagepipe_cli.api import ExitCode
+from imagepipe_cli.main import app
+from tests.core.conftest import Api, ApiTenant
+from tests.core.image_server import ImageServer
+
+ROOT = Path(__file__).resolve().parents[2]
+ANSI = re.compile(r"\x1b\[[0-9;?]*[A-Za-z]|\x1b\][^\x07]*\x07")
+LIGHT = "exif,hashes"
+
+
+def _cli(api: Api, key: str | None, *args: str, env: dict[str, str] | None = None) -> tuple[int, str, str]:
+    result = CliRunner().invoke(
+        app, ["--url", api.base_url, *(["--key", key] if key else []), *args], env={"IMAGEPIPE_KEY": "", **(env or {})}
+    )
+    if result.exception and not isinstance(result.exception, SystemExit):
+        raise result.exception
+    return result.exit_code, result.stdout, result.stderr
+
+
+def _terminal(api: Api, key: str, *args: str) -> pexpect.spawn:
+    """The command in a pseudo-terminal, as a user at a shell runs it."""
+    env = {"PATH": "/usr/bin:/bin", "PYTHONPATH": str(ROOT), "TERM": "xterm-256color"}
+    env |= {"IMAGEPIPE_URL": api.base_url, "IMAGEPIPE_KEY": key}
+    return pexpect.spawn(
+        sys.executable,
+        ["-m", "imagepipe_cli", *args],
+        env=env,
+        cwd=str(ROOT),
+        dimensions=(40, 160),
+        encoding="utf-8",
+        timeout=180,
+    )
+
+
+def _url_list(tmp_path: Path, urls: list[str]) -> Path:
+    path = tmp_path / "urls.txt"
+    path.write_text("# one URL a line\n" + "\n".join(urls) + "\n\n")
+    return path
+
+
+@pytest.mark.stack
+def test_submit_watch_in_a_terminal_shows_live_progress_until_the_job_ends(
+    app_host: Api, tenant_enterprise: ApiTenant, image_server: ImageServer, tmp_path: Path
+) -> None:
+    urls = [image_server.url(f"/slow/150/{i}.jpg") for i in range(40)]
+    urls += [image_server.url("/missing/1.jpg"), image_server.url("/corrupt/2.jpg")]
+    child = _terminal(
+        app_host,
+        tenant_enterprise.key,
+        "submit",
+        str(_url_list(tmp_path, urls)),
+        "--watch",
+        "--analyses",
+        LIGHT,
+        "--interval",
+        "0.3",
+    )
+    child.expect(pexpect.EOF)
+    child.close()
+    screen = ANSI.sub("", child.before or "").replace("\r", "\n")
+
+    job_id = re.search(r"job (j\w+) accepted: 42 images, lane standard", screen)
+    assert job_id, screen
+    seen = [int(n) for n in re.findall(r"(\d+)/42\b", screen)]
+    assert len(set(seen)) >= 3 and seen == sorted(seen) and seen[-1] == 42, screen  # live, rising, complete
+    assert re.search(r"\d+ failed +[\d.]+ images/s +ETA", screen), screen
+    assert (
+        f"job {job_id.group(1)} completed_with_errors: 40 succeeded, 2 failed, 0 skipped "
+        "(fetch_http_error: 1, unsupported_format: 1)"
+    ) in " ".join(screen.split()), screen
+    assert child.exitstatus == ExitCode.JOB_NOT_SUCCEEDED
+
+
+@pytest.mark.stack
+def test_ctrl_c_stops_watching_with_exit_130_and_the_job_goes_on(
+    app_host: Api, tenant_free: ApiTenant, image_server: ImageServer, tmp_path: Path
+) -> None:
+    urls = [image_server.url(f"/slow/200/{i}.jpg") for i in range(60)]
+    child = _terminal(
+        app_host, tenant_free.key, "submit", str(_url_list(tmp_path, urls)), "--watch", "--analyses", LIGHT
+    )
+    child.expect(r"job (j\w+) accepted")
+    job_id = child.match.group(1)
+    child.expect("images/s")
+    child.sendintr()
+    child.expect(pexpect.EOF)
+    child.close()
+    assert f"stopped watching; job {job_id} goes on" in ANSI.sub("", child.before or ""), child.before
+    assert child.exitstatus == ExitCode.INTERRUPTED
+
+    code, out, _ = _cli(app_host, tenant_free.key, "status", job_id, "--json")
+    assert code == 0 and json.loads(out)["state"] in ("accepted", "running")
+    code, out, _ = _cli(app_host, tenant_free.key, "cancel", job_id)
+    assert code == 0 and f"job {job_id}: cancel requested" in out
+    status = app_host.wait_for_state(tenant_free.key, job_id, timeout=120)
+    assert status["state"] == "cancelled"
+
+
+@pytest.mark.stack
+def test_submit_status_and_results_without_a_terminal(
+    app_host: Api, tenant_new: ApiTenant, image_server: ImageServer, tmp_path: Path
+) -> None:
+    urls = [image_server.url(f"/img/{i}.jpg") for i in range(3)]
+    code, out, err = _cli(
+        app_host,
+        tenant_new.key,
+        "submit",
+        str(_url_list(tmp_path, urls)),
+        "--watch",
+        "--interval",
+        "0.3",
+        "--analyses",
+        LIGHT,
+    )
+    assert code == ExitCode.OK, (out, err)
+    job_id = re.search(r"job (j\w+) accepted: 3 images, lane high", out)
+    assert job_id, out
+    lines = out.splitlines()
+    assert any(re.fullmatch(rf"{job_id.group(1)} \w+: \d/3 done, 0 failed, .* images/s, ETA .*", li) for li in lines)
+    assert lines[-1] == f"job {job_id.group(1)} succeeded: 3 succeeded, 0 failed, 0 skipped", out
+
+    code, out, _ = _cli(app_host, tenant_new.key, "status", job_id.group(1))
+    assert code == 0 and "state     succeeded" in out and "3/3 done" in out, out
+    code, out, _ = _cli(app_host, tenant_new.key, "status", job_id.group(1), "--json")
+    assert code == 0 and json.loads(out)["counts"] == {"succeeded": 3, "failed": 0, "skipped": 0}
+    code, out, _ = _cli(app_host, tenant_new.key, "results", job_id.group(1))
+    assert code == 0 and all(f"/{i}.jpg" in out for i in range(3)) and out.count(" yes ") == 3, out
+    code, out, _ = _cli(app_host, tenant_new.key, "cancel", job_id.group(1))
+    assert code == 0 and "had already ended: succeeded" in out
+
+
+@pytest.mark.stack
+def test_every_failure_has_a_message_and_its_exit_code(
+    app_host: Api, tenant_new: ApiTenant, image_server: ImageServer, tmp_path: Path
+) -> None:
+    code, _, err = _cli(app_host, None, "status", "jnothing")
+    assert code == ExitCode.USAGE and "no API key: set IMAGEPIPE_KEY or pass --key" in err
+    code, _, err = _cli(app_host, "ipk_tnobody.secret", "status", "jnothing")
+    assert code == ExitCode.API_ERROR and err.startswith("error: unauthorized: ") and "(HTTP 401)" in err, err
+    code, _, err = _cli(app_host, tenant_new.key, "status", "jnothing")
+    assert code == ExitCode.API_ERROR and err.startswith("error: job_not_found: ") and "(HTTP 404)" in err, err
+    bad = _url_list(tmp_path, ["https://example.com/" + "a" * 2100])
+    code, _, err = _cli(app_host, tenant_new.key, "submit", str(bad))
+    assert code == ExitCode.API_ERROR and err.startswith("error: invalid_request: ") and "details: [" in err, err
+    code, _, err = _cli(app_host, tenant_new.key, "submit", str(tmp_path / "absent"))
+    assert code == ExitCode.USAGE and "does not exist" in " ".join(err.replace("│", " ").split()), err
+    code, _, err = _cli(app_host, tenant_new.key, "submit")
+    assert code == ExitCode.USAGE and "--manifest NAME" in err, err
+    code, _, err = _cli(Api("http://127.0.0.1:9"), tenant_new.key, "status", "jnothing")
+    assert code == ExitCode.UNAVAILABLE and err.startswith("error: unreachable: cannot reach http://127.0.0.1:9"), err
+
+
+@pytest.mark.stack
+def test_create_tenant_with_the_app_settings_gives_a_working_key(
+    app_host: Api, app_settings: dict[str, str], image_server: ImageServer, tmp_path: Path
+) -> None:
+    code, out, err = _cli(app_host, None, "create-tenant", "--name", "cli", "--tier", "free", env=app_settings)
+    assert code == 0, err
+    created = json.loads(out)
+    assert created["tier"] == "free" and created["apiKey"].startswith("ipk_")
+    urls = _url_list(tmp_path, [image_server.url("/img/1.jpg")])
+    code, out, err = _cli(app_host, created["apiKey"], "submit", str(urls))
+    assert code == 0 and "accepted: 1 image, lane bulk" in out, (out, err)
+    code, _, err = _cli(app_host, None, "create-tenant", "--name", "x", "--tier", "gold", env=app_settings)
+    assert code == ExitCode.USAGE, err
