@@ -6,13 +6,15 @@ from __future__ import annotations
 import json
 import re
 import sys
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pexpect
 import pytest
 from typer.testing import CliRunner
 
-from imagepipe_cli.api import ExitCode
+from devstack.stack import AZURITE_ACCOUNT, AZURITE_KEY, LocalStack
+from imagepipe_cli.api import ApiClient, ApiFailure, ExitCode
 from imagepipe_cli.main import app
 from tests.core.conftest import Api, ApiTenant
 from tests.core.image_server import ImageServer
@@ -177,3 +179,40 @@ def test_create_tenant_with_the_app_settings_gives_a_working_key(
     assert code == 0 and "accepted: 1 image, lane bulk" in out, (out, err)
     code, _, err = _cli(app_host, None, "create-tenant", "--name", "x", "--tier", "gold", env=app_settings)
     assert code == ExitCode.USAGE, err
+
+
+@pytest.mark.stack
+def test_files_go_to_and_come_from_storage_urls(local_stack: LocalStack, tmp_path: Path) -> None:
+    """The storage half of an upload: Put Blob to a write SAS URL (as the API hands out) and download from a read
+    one, against Azurite; and what storage's refusal looks like."""
+    from azure.storage.blob import BlobSasPermissions, BlobServiceClient, generate_blob_sas
+
+    service = BlobServiceClient.from_connection_string(local_stack.storage_connection_string)
+    container = service.get_container_client("cli-uploads")
+    if not container.exists():
+        container.create_container()
+
+    def sas_url(name: str, permission: BlobSasPermissions) -> str:
+        token = generate_blob_sas(
+            AZURITE_ACCOUNT,
+            "cli-uploads",
+            name,
+            account_key=AZURITE_KEY,
+            permission=permission,
+            expiry=datetime.now(UTC) + timedelta(minutes=5),
+        )
+        return f"{container.url}/{name}?{token}"
+
+    data = bytes(range(256)) * 9000  # over two of the client's 1 MiB blocks
+    source = tmp_path / "photo.jpg"
+    source.write_bytes(data)
+    with ApiClient("http://127.0.0.1:9", "ipk_never.sent") as client:
+        client.put_blob(sas_url("a/photo.jpg", BlobSasPermissions(create=True, write=True)), source, "image/jpeg")
+        blob = container.get_blob_client("a/photo.jpg")
+        assert blob.download_blob().readall() == data
+        assert blob.get_blob_properties().content_settings.content_type == "image/jpeg"
+        assert b"".join(client.download(sas_url("a/photo.jpg", BlobSasPermissions(read=True)))) == data
+        with pytest.raises(ApiFailure) as refused:  # a read-only URL cannot write
+            client.put_blob(sas_url("a/other.jpg", BlobSasPermissions(read=True)), source, "image/jpeg")
+    assert refused.value.exit_code == ExitCode.API_ERROR and refused.value.status == 403
+    assert refused.value.code == "AuthorizationPermissionMismatch", refused.value.code
