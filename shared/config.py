@@ -58,7 +58,8 @@ ALL_QUEUES: tuple[str, ...] = (EXPAND_QUEUE, FINISH_QUEUE, *CHUNK_QUEUES)
 ORIGINALS_CONTAINER = "originals"
 THUMBNAILS_CONTAINER = "thumbnails"
 MANIFESTS_CONTAINER = "manifests"
-ALL_CONTAINERS: tuple[str, ...] = (ORIGINALS_CONTAINER, THUMBNAILS_CONTAINER, MANIFESTS_CONTAINER)
+EXPORTS_CONTAINER = "exports"  # a finished job's results as JSON lines, built on request, read through a signed URL
+ALL_CONTAINERS: tuple[str, ...] = (ORIGINALS_CONTAINER, THUMBNAILS_CONTAINER, MANIFESTS_CONTAINER, EXPORTS_CONTAINER)
 
 # Cosmos DB containers and their partition key paths (more than one path: a hierarchical, MultiHash key).
 COSMOS_CONTAINERS: dict[str, tuple[str, ...]] = {
@@ -75,6 +76,7 @@ PLATFORM_SETTINGS: tuple[str, ...] = (
     "FUNCTIONS_WORKER_RUNTIME",
     "FUNCTIONS_WORKER_PROCESS_COUNT",
     "APPLICATIONINSIGHTS_CONNECTION_STRING",
+    "FUNCTIONS_REQUEST_BODY_SIZE_LIMIT",  # the host's cap on a request body (the dev host honours it too)
 )
 
 _LOOPBACK_HOSTS = {"127.0.0.1", "localhost", "::1"}
@@ -124,6 +126,13 @@ class Settings(BaseModel):
     status_rollup_max_jobs: int = Field(default=2000, ge=1, alias="STATUS_ROLLUP_MAX_JOBS")
     # Dead-lettered chunks re-sent by one replay call (the answer says how many remain: call again).
     replay_batch_chunks: int = Field(default=500, ge=1, le=5000, alias="REPLAY_BATCH_CHUNKS")
+
+    # --- tenant uploads and downloads (signed URLs for single blobs in the tenant's folders) --------------------
+    upload_url_ttl_seconds: int = Field(default=3600, ge=60, le=7 * 24 * 3600, alias="UPLOAD_URL_TTL_SECONDS")
+    download_url_ttl_seconds: int = Field(default=900, ge=60, le=7 * 24 * 3600, alias="DOWNLOAD_URL_TTL_SECONDS")
+    # A manifest sent as the body of POST /api/manifests (the host buffers a request body: keep it below
+    # FUNCTIONS_REQUEST_BODY_SIZE_LIMIT).
+    max_manifest_bytes: int = Field(default=64 * 1024 * 1024, ge=1, alias="MAX_MANIFEST_BYTES")
 
     # --- fetching ------------------------------------------------------------------------------
     fetch_max_bytes: int = Field(default=50 * 1024 * 1024, ge=1, alias="FETCH_MAX_BYTES")

@@ -214,6 +214,7 @@ var blobContainerNames = [
   'originals'
   'thumbnails'
   'manifests'
+  'exports'
 ]
 
 var jobTtlSeconds = jobRetentionDays * 86400
@@ -457,6 +458,12 @@ var appSettings = {
   IMAGE_MAX_PIXELS: '100000000'
   IMAGE_TIME_BUDGET_SECONDS: '20'
   CHUNK_TIME_BUDGET_SECONDS: '240'
+  UPLOAD_URL_TTL_SECONDS: '3600'
+  DOWNLOAD_URL_TTL_SECONDS: '900'
+  MAX_MANIFEST_BYTES: '67108864'
+  // The host refuses a larger request body with 413 before reading it: the largest body is an image (IMAGE_MAX_BYTES)
+  // or a manifest (MAX_MANIFEST_BYTES) sent to POST /api/images or /api/manifests.
+  FUNCTIONS_REQUEST_BODY_SIZE_LIMIT: '67108864'
 }
 
 module functionApp 'modules/functionapp.bicep' = {

@@ -48,6 +48,7 @@ from shared.models import (
 )
 from shared.services.context import AppContext
 from shared.status import apply_progress, fold_changes
+from shared.views import job_entry
 
 log = logging.getLogger(__name__)
 
@@ -164,6 +165,7 @@ def _roll_up_job(ctx: AppContext, job_id: str, changes: list[Change], now: datet
         log.warning("job %s: %d changed documents but no job document; ignored", job_id, len(changes))
         return _JobOutcome(folded=True)
     job, etag = found
+    state_before = job.state
     folded = fold_changes(job, [c.document for c in changes])
     outcome = _JobOutcome()
     follow_ups: list[FinishMessage] = []
@@ -185,9 +187,20 @@ def _roll_up_job(ctx: AppContext, job_id: str, changes: list[Change], now: datet
     job.rolled_up_at = now
     if ctx.store.replace_job(job, etag):
         outcome.folded, outcome.updated = True, 1
+        if job.state != state_before:
+            _update_job_entry(ctx, job)
     else:
         outcome.conflict = 1
     return outcome
+
+
+def _update_job_entry(ctx: AppContext, job: JobDocument) -> None:
+    """The tenant's job list filters by the entry's state; the listing re-checks each job's own state, so a failed
+    write here only leaves the job out of a filtered list, never shows it wrongly."""
+    try:
+        ctx.store.upsert_job_entry(job_entry(job))
+    except Exception:
+        log.exception("job %s: its job-list entry could not be updated to %s", job.job_id, job.state.value)
 
 
 def _callback_follow_up(job: JobDocument) -> FinishMessage:

@@ -33,6 +33,9 @@ TEST_SETTINGS = {
     "TIER_JOB_CONCURRENCY": "new=2,enterprise=2,free=1",
     "FUNCTIONS_WORKER_PROCESS_COUNT": "2",
     "CALLBACK_MAX_ATTEMPTS": "3",
+    # Small caps, so the tests of refusals send megabytes, not the defaults' tens of megabytes.
+    "IMAGE_MAX_BYTES": "8000000",
+    "FUNCTIONS_REQUEST_BODY_SIZE_LIMIT": "16000000",
 }
 
 
@@ -82,7 +85,7 @@ class Api:
         groups: dict[int, list[str]] = {}
         token: str | None = None
         while True:
-            query = "?pageSize=50" + (f"&continuation={quote(token, safe='')}" if token else "")
+            query = "?page_size=50" + (f"&continuation={quote(token, safe='')}" if token else "")
             code, _, page = self.call("GET", f"/jobs/{job_id}/duplicates{query}", key)
             assert code == 200, page
             for item in page["items"]:
