@@ -18,6 +18,8 @@ import httpx
 RATE_LIMIT_RETRIES = 3
 RATE_LIMIT_MAX_WAIT_SECONDS = 30.0
 BLOCK_BYTES = 1024 * 1024
+# How long `results --jsonl` waits for a just-ended job's export to be written.
+EXPORT_WAIT_SECONDS = 120.0
 
 
 class ExitCode(IntEnum):
@@ -131,13 +133,23 @@ class ApiClient:
             if not continuation:
                 return
 
-    def results_jsonl(self, job_id: str) -> Iterator[bytes]:
-        """The job's results as JSON lines, from the API or from the storage URL it redirects to."""
-        response = self.request("GET", f"/jobs/{job_id}/results.jsonl")
-        if response.is_redirect:
-            yield from self.download(response.headers["location"])
-        else:
-            yield response.content
+    def results_jsonl(self, job_id: str, wait_seconds: float = EXPORT_WAIT_SECONDS) -> Iterator[bytes]:
+        """The job's results as JSON lines, from the storage URL the API redirects to. Right after a job ends its
+        export is still being written: the API answers 202 with Retry-After, and this asks again."""
+        deadline = time.monotonic() + wait_seconds
+        while True:
+            response = self.request("GET", f"/jobs/{job_id}/results.jsonl")
+            if response.is_redirect:
+                yield from self.download(response.headers["location"])
+                return
+            if response.status_code != 202:
+                yield response.content
+                return
+            if time.monotonic() > deadline:
+                raise ApiFailure(
+                    ExitCode.UNAVAILABLE, "export_pending", f"the results were not exported within {wait_seconds:g} s"
+                )
+            time.sleep(_retry_after(response))
 
     def cancel(self, job_id: str) -> dict[str, Any]:
         return dict(self.request("DELETE", f"/jobs/{job_id}").json())

@@ -291,14 +291,17 @@ def jobs(
         for job in found[:limit]:
             say(out, json.dumps(job))
         return
-    table = Table("job", "state", "lane", "created", "done", "failed", "images/s")
+    table = Table()
+    table.add_column("job", no_wrap=True, min_width=max((len(j["job_id"]) for j in found), default=3))
+    for name in ("state", "lane", "created", "done", "failed", "images/s"):
+        table.add_column(name)
     for job in found[:limit]:
         total = job.get("total_images")
         table.add_row(
             job["job_id"],
             job["state"],
             job["lane"],
-            str(job.get("created_at", ""))[:19],
+            str(job.get("created_at", ""))[:16].replace("T", " "),
             f"{done(job)}/{'?' if total is None else total}",
             str(failed(job)),
             rate_text(job),
@@ -403,7 +406,9 @@ def thumbnails(
 
         with (
             ThreadPoolExecutor(max_workers=concurrency) as pool,
-            Progress(TextColumn("thumbnails"), BarColumn(), MofNCompleteColumn(), console=err) as progress,
+            Progress(
+                TextColumn("thumbnails"), BarColumn(), MofNCompleteColumn(), console=err, disable=not err.is_terminal
+            ) as progress,
         ):
             task = progress.add_task("thumbnails", total=len(wanted))
             for future in [pool.submit(fetch, index, thumb) for index, thumb in wanted]:

@@ -8,16 +8,18 @@ import re
 import sys
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import Any
 
 import pexpect
 import pytest
+from PIL import Image
 from typer.testing import CliRunner
 
 from devstack.stack import AZURITE_ACCOUNT, AZURITE_KEY, LocalStack
 from imagepipe_cli.api import ApiClient, ApiFailure, ExitCode
 from imagepipe_cli.main import app
 from tests.core.conftest import Api, ApiTenant
-from tests.core.image_server import ImageServer
+from tests.core.image_server import ImageServer, make_jpeg
 
 ROOT = Path(__file__).resolve().parents[2]
 ANSI = re.compile(r"\x1b\[[0-9;?]*[A-Za-z]|\x1b\][^\x07]*\x07")
@@ -216,3 +218,95 @@ def test_files_go_to_and_come_from_storage_urls(local_stack: LocalStack, tmp_pat
             client.put_blob(sas_url("a/other.jpg", BlobSasPermissions(read=True)), source, "image/jpeg")
     assert refused.value.exit_code == ExitCode.API_ERROR and refused.value.status == 403
     assert refused.value.code == "AuthorizationPermissionMismatch", refused.value.code
+
+
+def _photo_folder(root: Path, count: int, size: int = 200) -> Path:
+    """A folder of JPEGs, some in a sub-folder, with a hidden file that must not be uploaded."""
+    (root / "2024").mkdir(parents=True, exist_ok=True)
+    for i in range(count):
+        (root / ("2024" if i % 2 else "") / f"IMG_{i:04d}.jpg").write_bytes(make_jpeg(i, size))
+    (root / ".DS_Store").write_bytes(b"not an image")
+    return root
+
+
+@pytest.mark.stack
+def test_a_folder_is_uploaded_submitted_and_its_results_and_thumbnails_downloaded(
+    app_host: Api, make_tenant: Any, tmp_path: Path
+) -> None:
+    tenant = make_tenant("new")
+    folder = _photo_folder(tmp_path / "photos", 6)
+    code, out, err = _cli(
+        app_host,
+        tenant.key,
+        "submit",
+        str(folder),
+        "--watch",
+        "--interval",
+        "0.3",
+        "--thumbnail-sizes",
+        "64,128",
+        "--analyses",
+        "exif,thumbnails,hashes",
+    )
+    assert code == ExitCode.OK, (out, err)
+    assert "uploaded 6 files" in err, err
+    job_id = re.search(r"job (j\w+) accepted: 6 images, lane high", out)
+    assert job_id, out
+    assert out.splitlines()[-1] == f"job {job_id.group(1)} succeeded: 6 succeeded, 0 failed, 0 skipped", out
+
+    code, out, err = _cli(app_host, tenant.key, "results", job_id.group(1), "--jsonl")
+    assert code == 0, err
+    results = [json.loads(line) for line in out.splitlines()]
+    assert sorted(r["index"] for r in results) == list(range(6)) and all(r["ok"] for r in results), results
+    names = {r["ref"].rsplit("/", 1)[-1] for r in results}
+    assert names == {f"IMG_{i:04d}.jpg" for i in range(6)}, names  # the hidden file was left out
+
+    code, out, err = _cli(app_host, tenant.key, "thumbnails", job_id.group(1), "--out", str(tmp_path / "t"))
+    made = [(r["index"], t["size"], t["format"]) for r in results for t in r["thumbnails"]]
+    assert {size for _, size, _ in made} == {64, 128}
+    assert code == 0 and f"{len(made)} thumbnails written" in out, (out, err)
+    written = sorted(p.name for p in (tmp_path / "t").iterdir())
+    assert written == sorted(f"{index}_{size}.{fmt}" for index, size, fmt in made)
+    assert all(max(Image.open(tmp_path / "t" / name).size) <= 128 for name in written)
+    code, out, _ = _cli(
+        app_host, tenant.key, "thumbnails", job_id.group(1), "--out", str(tmp_path / "s"), "--size", "64"
+    )
+    assert code == 0 and len(list((tmp_path / "s").iterdir())) == len([m for m in made if m[1] == 64])
+
+    code, out, _ = _cli(app_host, tenant.key, "jobs", "--json")
+    assert code == 0 and [json.loads(line)["job_id"] for line in out.splitlines()] == [job_id.group(1)]
+    code, out, _ = _cli(app_host, tenant.key, "jobs", "--state", "running")
+    assert code == 0 and job_id.group(1) not in out
+    code, out, _ = _cli(app_host, tenant.key, "jobs")
+    assert code == 0 and job_id.group(1) in out and "6/6" in out, out
+
+
+@pytest.mark.stack
+def test_a_list_over_the_inline_limit_goes_up_as_a_manifest(
+    app_host: Api, make_tenant: Any, image_server: ImageServer, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr("imagepipe_cli.main.INLINE_LIMIT", 3)
+    tenant = make_tenant("new")
+    urls = _url_list(tmp_path, [image_server.url(f"/img/{i}.jpg") for i in range(4)])
+    code, out, err = _cli(
+        app_host, tenant.key, "submit", str(urls), "--watch", "--interval", "0.3", "--analyses", LIGHT
+    )
+    assert code == ExitCode.OK, (out, err)
+    assert re.search(r"4 references sent as manifest \S+", err), err
+    assert "accepted: manifest job" in out and "succeeded: 4 succeeded" in out, out
+
+
+@pytest.mark.stack
+def test_ctrl_c_during_an_upload_submits_nothing(app_host: Api, make_tenant: Any, tmp_path: Path) -> None:
+    tenant = make_tenant("free")
+    folder = _photo_folder(tmp_path / "many", 150, size=300)
+    child = _terminal(app_host, tenant.key, "submit", str(folder), "--concurrency", "1")
+    child.expect("uploading")
+    child.sendintr()
+    child.expect(pexpect.EOF)
+    child.close()
+    screen = ANSI.sub("", child.before or "")
+    assert re.search(r"interrupted: upload u\w+ is incomplete and no job was submitted", screen), screen
+    assert child.exitstatus == ExitCode.INTERRUPTED
+    code, out, _ = _cli(app_host, tenant.key, "jobs", "--json")
+    assert code == 0 and out == ""
