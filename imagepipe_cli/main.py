@@ -8,6 +8,7 @@ from __future__ import annotations
 import json
 import os
 import sys
+import time
 from collections.abc import Iterator
 from concurrent.futures import FIRST_EXCEPTION, Future, ThreadPoolExecutor, wait
 from contextlib import contextmanager
@@ -23,8 +24,6 @@ from rich.progress import (
     MofNCompleteColumn,
     Progress,
     TextColumn,
-    TimeRemainingColumn,
-    TransferSpeedColumn,
 )
 from rich.table import Table
 
@@ -202,35 +201,42 @@ def _submit_upload(client: ApiClient, path: Path, extra: dict[str, Any], concurr
 
 def _put_all(client: ApiClient, files: list[LocalFile], urls: dict[str, str], concurrency: int) -> None:
     total = sum(f.size for f in files)
+    # The rate is the average since the start: rich's own estimate reads a burst of small files as gigabytes a second.
     columns = (
         TextColumn("uploading"),
         BarColumn(),
         TextColumn("{task.fields[files]}/{task.fields[of]} files"),
         DownloadColumn(),
-        TransferSpeedColumn(),
-        TimeRemainingColumn(),
+        TextColumn("{task.fields[rate]}"),
     )
+    started = time.monotonic()
     pool = ThreadPoolExecutor(max_workers=concurrency, thread_name_prefix="upload")
     try:
         with Progress(*columns, console=err, disable=not err.is_terminal) as progress:
-            task = progress.add_task("upload", total=total, files=0, of=len(files))
+            task = progress.add_task("upload", total=total, files=0, of=len(files), rate="")
             pending: set[Future[None]] = set()
             sizes: dict[Future[None], int] = {}
             for file in files:
                 future = pool.submit(client.put_blob, urls[file.name], file.path, file.content_type)
                 pending.add(future)
                 sizes[future] = file.size
-            sent = 0
+            sent = sent_bytes = 0
             while pending:
                 finished, pending = wait(pending, timeout=0.25, return_when=FIRST_EXCEPTION)
                 for future in finished:
                     future.result()  # the first failure ends the upload
                     sent += 1
-                    progress.update(task, advance=sizes[future], files=sent)
+                    sent_bytes += sizes[future]
+                    rate = sent_bytes / max(time.monotonic() - started, 1e-3)
+                    progress.update(task, advance=sizes[future], files=sent, rate=f"{_megabytes(rate)}/s")
     finally:
         pool.shutdown(wait=False, cancel_futures=True)
-    if not err.is_terminal:
-        say(err, f"uploaded {len(files)} files ({total} bytes)")
+    seconds = time.monotonic() - started
+    say(err, f"uploaded {len(files)} files ({_megabytes(total)}) in {seconds:.1f} s")
+
+
+def _megabytes(count: float) -> str:
+    return f"{count / 1e6:.1f} MB"
 
 
 def _watch(ctx: typer.Context, job_id: str, interval: float) -> None:
