@@ -232,7 +232,7 @@ def _put_all(client: ApiClient, files: list[LocalFile], urls: dict[str, str], co
     finally:
         pool.shutdown(wait=False, cancel_futures=True)
     seconds = time.monotonic() - started
-    say(err, f"uploaded {len(files)} files ({_megabytes(total)}) in {seconds:.1f} s")
+    say(err, f"uploaded {len(files)} file{'s' * (len(files) != 1)} ({_megabytes(total)}) in {seconds:.1f} s")
 
 
 def _megabytes(count: float) -> str:

@@ -280,6 +280,9 @@ def test_a_folder_is_uploaded_submitted_and_its_results_and_thumbnails_downloade
     code, out, _ = _cli(app_host, tenant.key, "jobs")
     assert code == 0 and job_id.group(1) in out and "6/6" in out, out
 
+    code, out, err = _cli(app_host, tenant.key, "submit", str(folder / "IMG_0000.jpg"), "--json")  # one file
+    assert code == 0 and "uploaded 1 file (" in err and json.loads(out)["total_images"] == 1, (out, err)
+
 
 @pytest.mark.stack
 def test_a_list_over_the_inline_limit_goes_up_as_a_manifest(
