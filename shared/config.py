@@ -10,6 +10,7 @@ Names of queues and containers are fixed here rather than configurable: the Bice
 from __future__ import annotations
 
 import os
+import re
 from collections.abc import Mapping
 from enum import StrEnum
 from functools import lru_cache
@@ -151,6 +152,9 @@ class Settings(BaseModel):
 
     # --- observability -------------------------------------------------------------------------
     otel_enabled: bool = Field(default=False, alias="OTEL_ENABLED")
+    # The operator view (GET /api/operator/overview, the dashboard's operator tab): the SHA-256 (hex) of the
+    # operator's key, never the key itself, so the setting is no secret. Empty: the operator view is disabled.
+    admin_api_key_sha256: str | None = Field(default=None, alias="ADMIN_API_KEY_SHA256")
 
     @field_validator("thumbnail_sizes")
     @classmethod
@@ -159,6 +163,13 @@ class Settings(BaseModel):
         if not sizes or not all(s.isdigit() and 16 <= int(s) <= 4096 for s in sizes):
             raise ValueError("must be a comma-separated list of pixel sizes between 16 and 4096")
         return value
+
+    @field_validator("admin_api_key_sha256")
+    @classmethod
+    def _is_sha256_hex(cls, value: str | None) -> str | None:
+        if value is not None and not re.fullmatch(r"[0-9a-fA-F]{64}", value):
+            raise ValueError("must be the SHA-256 of the operator key as 64 hex digits (or empty: operator view off)")
+        return None if value is None else value.lower()
 
     @model_validator(mode="after")
     def _connections_present(self) -> Settings:

@@ -78,6 +78,9 @@ param statusTimerSchedule string = '*/5 * * * * *'
 @description('Send OpenTelemetry traces and metrics to Application Insights (OTEL_ENABLED).')
 param otelEnabled bool = true
 
+@description('SHA-256 (64 hex digits) of the operator key that opens the dashboard\'s operator view and GET /api/operator/overview (ADMIN_API_KEY_SHA256). A digest, not the key: no secret in the app settings. Empty: the operator view is disabled.')
+param adminApiKeySha256 string = ''
+
 @description('Accept only Entra ID (managed identity) telemetry in Application Insights. The Python exporter must then be given the identity as its credential.')
 param applicationInsightsDisableLocalAuth bool = true
 
@@ -437,6 +440,7 @@ var appSettings = {
   APPLICATIONINSIGHTS_CONNECTION_STRING: monitoring.outputs.connectionString
   APPLICATIONINSIGHTS_AUTHENTICATION_STRING: 'ClientId=${identity.outputs.clientId};Authorization=AAD'
   OTEL_ENABLED: otelEnabled ? 'true' : 'false'
+  ADMIN_API_KEY_SHA256: adminApiKeySha256
   FUNCTIONS_WORKER_PROCESS_COUNT: string(workerProcessCount)
   CHUNK_SIZE: string(chunkSize)
   MAX_INLINE_IMAGES: '10000'

@@ -38,16 +38,14 @@ from shared.models import (
     CallbackStatus,
     ChunkMessage,
     DeadLetterDocument,
-    DuplicatesSummary,
     ExpandMessage,
     FinishMessage,
     JobDocument,
-    JobState,
     RollUpCursor,
     utcnow,
 )
 from shared.services.context import AppContext
-from shared.status import apply_progress, fold_changes
+from shared.status import settle
 from shared.views import job_entry
 
 log = logging.getLogger(__name__)
@@ -166,18 +164,16 @@ def _roll_up_job(ctx: AppContext, job_id: str, changes: list[Change], now: datet
         return _JobOutcome(folded=True)
     job, etag = found
     state_before = job.state
-    folded = fold_changes(job, [c.document for c in changes])
+    settled = settle(job, [c.document for c in changes], now)
     outcome = _JobOutcome()
     follow_ups: list[FinishMessage] = []
-    if apply_progress(job, now, folded.newly_finished):
+    if settled.ended:
         outcome.finished = True
-        job.ends += 1
-        if "dedup" in job.options.analyses and job.state != JobState.CANCELLED:
-            job.duplicates = DuplicatesSummary(state="pending")
+        if job.duplicates.state == "pending":
             follow_ups.append(FinishMessage(job_id=job_id, action="reconcile", end=job.ends))
         elif job.callback_url:
             follow_ups.append(_callback_follow_up(job))
-    elif folded.duplicates_ready and job.callback_url and job.state.terminal:
+    elif settled.folded.duplicates_ready and job.callback_url and job.state.terminal:
         follow_ups.append(_callback_follow_up(job))
     if follow_ups:
         # Sent before the replace: their ids are deterministic, so if the replace loses and the next tick decides

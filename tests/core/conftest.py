@@ -3,6 +3,7 @@ Azurite, the Cosmos emulator and the Service Bus emulator, with images served fr
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import time
@@ -22,6 +23,9 @@ from shared.services.context import AppContext
 from shared.services.tenants import create_tenant
 from tests.core.image_server import ImageServer, running_image_server
 
+# The operator view's key (the host is given its SHA-256 only, as in Azure).
+OPERATOR_KEY = "test-operator-key"
+
 # Small chunks and a fast timer so a test sees many chunks and quick roll-ups; a free-tier job may hold only one
 # session at a time, so the concurrency cap is below what the host could give it (and the test can fail).
 TEST_SETTINGS = {
@@ -36,6 +40,7 @@ TEST_SETTINGS = {
     # Small caps, so the tests of refusals send megabytes, not the defaults' tens of megabytes.
     "IMAGE_MAX_BYTES": "8000000",
     "FUNCTIONS_REQUEST_BODY_SIZE_LIMIT": "16000000",
+    "ADMIN_API_KEY_SHA256": hashlib.sha256(OPERATOR_KEY.encode()).hexdigest(),
 }
 
 
@@ -163,4 +168,9 @@ def tenant_free(app_context: AppContext) -> ApiTenant:
 
 @pytest.fixture()
 def make_tenant(app_context: AppContext) -> Any:
+    return lambda tier: _tenant(app_context, tier)
+
+
+@pytest.fixture(scope="session")
+def make_session_tenant(app_context: AppContext) -> Any:
     return lambda tier: _tenant(app_context, tier)
