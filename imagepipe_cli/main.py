@@ -44,6 +44,10 @@ DEFAULT_URL = "http://127.0.0.1:7071"
 app = typer.Typer(
     name="imagepipe",
     help="Submit images to the image pipeline and follow its jobs. Set IMAGEPIPE_URL and IMAGEPIPE_KEY first.",
+    epilog=(
+        "Exit codes: 0 done; 1 the watched job did not succeed; 2 usage (bad argument, no key); 3 the API refused "
+        "the request (4xx); 4 the API failed (5xx) or could not be reached; 130 Ctrl-C."
+    ),
     no_args_is_help=True,
     add_completion=False,
     pretty_exceptions_enable=False,  # a traceback with locals would print the API key

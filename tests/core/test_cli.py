@@ -145,6 +145,8 @@ def test_submit_status_and_results_without_a_terminal(
     assert code == 0 and all(f"/{i}.jpg" in out for i in range(3)) and out.count(" yes ") == 3, out
     code, out, _ = _cli(app_host, tenant_new.key, "cancel", job_id.group(1))
     assert code == 0 and "had already ended: succeeded" in out
+    code, out, _ = _cli(app_host, tenant_new.key, "replay", job_id.group(1))
+    assert code == 0 and out.strip() == f"job {job_id.group(1)}: 0 chunks replayed, 0 remaining", out
 
 
 @pytest.mark.stack
@@ -295,8 +297,11 @@ def test_a_list_over_the_inline_limit_goes_up_as_a_manifest(
         app_host, tenant.key, "submit", str(urls), "--watch", "--interval", "0.3", "--analyses", LIGHT
     )
     assert code == ExitCode.OK, (out, err)
-    assert re.search(r"4 references sent as manifest \S+", err), err
+    stored = re.search(r"4 references sent as manifest (\S+)", err)
+    assert stored, err
     assert "accepted: manifest job" in out and "succeeded: 4 succeeded" in out, out
+    code, out, err = _cli(app_host, tenant.key, "submit", "--manifest", stored.group(1), "--json")  # once more
+    assert code == ExitCode.OK and json.loads(out)["job_id"], (out, err)
 
 
 @pytest.mark.stack
