@@ -18,6 +18,7 @@ import httpx
 RATE_LIMIT_RETRIES = 3
 RATE_LIMIT_MAX_WAIT_SECONDS = 30.0
 BLOCK_BYTES = 1024 * 1024
+TERMINAL_STATES = ("succeeded", "completed_with_errors", "failed", "cancelled")
 # How long `results --jsonl` waits for a just-ended job's export to be written.
 EXPORT_WAIT_SECONDS = 120.0
 
@@ -138,7 +139,16 @@ class ApiClient:
         export is still being written: the API answers 202 with Retry-After, and this asks again."""
         deadline = time.monotonic() + wait_seconds
         while True:
-            response = self.request("GET", f"/jobs/{job_id}/results.jsonl")
+            try:
+                response = self.request("GET", f"/jobs/{job_id}/results.jsonl")
+            except ApiFailure as failure:
+                # A status read can show a small job ended a moment before the job document records it (the API
+                # settles it on read); the export waits for the document. Ask again for as long as the status
+                # says it has ended.
+                if failure.code != "job_not_finished" or time.monotonic() > deadline or not self._ended(job_id):
+                    raise
+                time.sleep(1.0)
+                continue
             if response.is_redirect:
                 yield from self.download(response.headers["location"])
                 return
@@ -150,6 +160,9 @@ class ApiClient:
                     ExitCode.UNAVAILABLE, "export_pending", f"the results were not exported within {wait_seconds:g} s"
                 )
             time.sleep(_retry_after(response))
+
+    def _ended(self, job_id: str) -> bool:
+        return self.job(job_id).get("state") in TERMINAL_STATES
 
     def cancel(self, job_id: str) -> dict[str, Any]:
         return dict(self.request("DELETE", f"/jobs/{job_id}").json())

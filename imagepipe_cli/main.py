@@ -27,7 +27,7 @@ from rich.progress import (
 )
 from rich.table import Table
 
-from imagepipe_cli.api import ApiClient, ApiFailure, ExitCode
+from imagepipe_cli.api import TERMINAL_STATES, ApiClient, ApiFailure, ExitCode
 from imagepipe_cli.sources import (
     INLINE_LIMIT,
     UPLOAD_LIMIT,
@@ -37,7 +37,7 @@ from imagepipe_cli.sources import (
     read_references,
     reference_kind,
 )
-from imagepipe_cli.watch import TERMINAL_STATES, done, eta_text, failed, rate_text, watch_job
+from imagepipe_cli.watch import done, eta_text, failed, rate_text, watch_job
 
 DEFAULT_URL = "http://127.0.0.1:7071"
 
@@ -414,16 +414,17 @@ def thumbnails(
                 for block in client.download(url):
                     stream.write(block)
 
-        with (
-            ThreadPoolExecutor(max_workers=concurrency) as pool,
-            Progress(
+        pool = ThreadPoolExecutor(max_workers=concurrency, thread_name_prefix="thumbnails")
+        try:
+            with Progress(
                 TextColumn("thumbnails"), BarColumn(), MofNCompleteColumn(), console=err, disable=not err.is_terminal
-            ) as progress,
-        ):
-            task = progress.add_task("thumbnails", total=len(wanted))
-            for future in [pool.submit(fetch, index, thumb) for index, thumb in wanted]:
-                future.result()
-                progress.advance(task)
+            ) as progress:
+                task = progress.add_task("thumbnails", total=len(wanted))
+                for future in [pool.submit(fetch, index, thumb) for index, thumb in wanted]:
+                    future.result()  # the first failure ends the command
+                    progress.advance(task)
+        finally:
+            pool.shutdown(wait=False, cancel_futures=True)  # on a failure or Ctrl-C, start no more downloads
     say(out, f"{len(wanted)} thumbnails written to {out_dir}")
 
 

@@ -8,9 +8,8 @@ from typing import Any
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, SpinnerColumn, TextColumn
 
-from imagepipe_cli.api import ApiClient, ApiFailure, ExitCode
+from imagepipe_cli.api import TERMINAL_STATES, ApiClient, ApiFailure, ExitCode
 
-TERMINAL_STATES = ("succeeded", "completed_with_errors", "failed", "cancelled")
 # Failures to read the status in a row (the API restarting, a network blip) tolerated before giving up.
 MAX_CONSECUTIVE_FAILURES = 5
 
