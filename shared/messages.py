@@ -9,10 +9,14 @@ from __future__ import annotations
 
 import secrets
 from datetime import datetime
+from typing import TypeVar
 
 from shared.adapters.servicebus import OutgoingMessage
 from shared.models import ChunkMessage, ExpandMessage, FinishMessage, utcnow
 from shared.planning import encode, message_id, session_id
+from shared.tracing import current_traceparent
+
+M = TypeVar("M", ChunkMessage, ExpandMessage)
 
 # --- document ids (Cosmos `jobs` container, partition = job id) ----------------------------------------------
 
@@ -53,8 +57,9 @@ def chunk_queue(message: ChunkMessage) -> str:
 
 
 def chunk_message(message: ChunkMessage, shards: int) -> OutgoingMessage:
-    """A chunk as first sent. An express chunk has no session: any consumer of the lane's express queue takes it."""
-    return _chunk(message, shards, message_id(message.job_id, message.chunk), {})
+    """A chunk as first sent. An express chunk has no session: any consumer of the lane's express queue takes it.
+    It carries the trace context it was sent in (the submit's), unless it already names one."""
+    return _chunk(_traced(message), shards, message_id(message.job_id, message.chunk), {})
 
 
 def continuation_message(message: ChunkMessage, shards: int, delivery_count: int) -> OutgoingMessage:
@@ -82,7 +87,7 @@ def replay_message(message: ChunkMessage, body: str, shards: int) -> OutgoingMes
 def expand_message(message: ExpandMessage) -> OutgoingMessage:
     """A manifest expansion step, for EXPAND_QUEUE."""
     return OutgoingMessage(
-        body=message.model_dump_json(),
+        body=_traced(message).model_dump_json(exclude_none=True),
         message_id=f"{message.job_id}.expand.{message.step}",
         subject="expand",
         properties={"jobId": message.job_id},
@@ -112,6 +117,13 @@ def _chunk(message: ChunkMessage, shards: int, msg_id: str, extra: dict[str, str
         subject="chunk",
         properties={"jobId": message.job_id, "chunk": message.chunk, **extra},
     )
+
+
+def _traced(message: M) -> M:
+    if message.traceparent is not None:
+        return message
+    traceparent = current_traceparent()
+    return message if traceparent is None else message.model_copy(update={"traceparent": traceparent})
 
 
 def _stamp(now: datetime | None = None) -> str:

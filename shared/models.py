@@ -182,6 +182,8 @@ class ChunkMessage(Strict):
     manifest_range: ManifestRange | None = None
     # The job's only chunk: it travels on the lane's session-free express queue (it cannot exceed any cap).
     express: bool = False
+    # The W3C trace context of the job's submit, when traced: each chunk's trace links to it (shared/tracing.py).
+    traceparent: str | None = None
 
     @model_validator(mode="after")
     def _one_source(self) -> ChunkMessage:
@@ -200,6 +202,7 @@ class ExpandMessage(Strict):
     next_index: int = 0
     next_chunk: int = 0
     step: int = 0
+    traceparent: str | None = None  # the submit's trace context, handed on to the chunk messages
 
 
 class FinishMessage(Strict):

@@ -24,6 +24,7 @@ from datetime import datetime
 from functools import partial
 from typing import Any
 
+from shared import metrics
 from shared.adapters.blobs import BlobNotFound, BlobTooLarge
 from shared.config import MANIFESTS_CONTAINER, ORIGINALS_CONTAINER, THUMBNAILS_CONTAINER
 from shared.fetch import FetchError, FetchPolicy, fetch_image, guarded_client
@@ -51,6 +52,7 @@ from shared.services.context import AppContext
 from shared.services.expand import manifest_lines
 from shared.services.imaging_step import analyse, register_duplicates, stored_facts
 from shared.services.write_behind import ImageOutcome, WriteBehind
+from shared.tracing import chunk_span
 
 log = logging.getLogger(__name__)
 _thread_state = threading.local()
@@ -85,8 +87,26 @@ def chunk_images(ctx: AppContext, message: ChunkMessage) -> list[ImageRef]:
 def process_chunk(
     ctx: AppContext, body: str, delivery_count: int = 1, enqueued_at: datetime | None = None
 ) -> ChunkOutcome:
+    """One delivery of a chunk message, as its own trace (linked to the job's submit), measured."""
     started = time.monotonic()
     message = ChunkMessage.model_validate_json(body)  # a malformed message raises: it can never succeed
+    lane = message.lane.value
+    if enqueued_at is not None and delivery_count == 1:
+        metrics.chunk_waited(lane, message.express, max(0.0, (utcnow() - enqueued_at).total_seconds()))
+    with chunk_span(message.job_id, message.chunk, lane, delivery_count, message.traceparent) as span:
+        outcome_name = "error"
+        try:
+            outcome = _process_chunk(ctx, message, delivery_count, enqueued_at, started)
+            outcome_name = "cancelled" if outcome.cancelled else "finished" if outcome.finished else "continued"
+            span.set_attributes({"imagepipe.outcome": outcome_name, "imagepipe.images_processed": outcome.processed})
+            return outcome
+        finally:
+            metrics.chunk_delivery_ended(lane, message.express, outcome_name, time.monotonic() - started)
+
+
+def _process_chunk(
+    ctx: AppContext, message: ChunkMessage, delivery_count: int, enqueued_at: datetime | None, started: float
+) -> ChunkOutcome:
     store = ctx.store
     chunk_id = chunk_document_id(message.job_id, message.chunk)
     existing = store.get_chunk(message.job_id, message.chunk)
@@ -272,7 +292,9 @@ def _record_image(
     everything it points to does); returns the image's outcome."""
     document = analysed if isinstance(analysed, ImageResultDocument) else _stored_result(ctx, message, ref, analysed)
     ctx.store.upsert_image(document)
-    return ref.index, None if document.ok else (document.error.code if document.error else "error")
+    code = None if document.ok else (document.error.code if document.error else "error")
+    metrics.image_recorded(message.lane.value, code)
+    return ref.index, code
 
 
 def _stored_result(ctx: AppContext, message: ChunkMessage, ref: ImageRef, result: ImageResult) -> ImageResultDocument:

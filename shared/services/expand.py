@@ -83,6 +83,7 @@ def expand_manifest(ctx: AppContext, message: ExpandMessage) -> ExpansionDocumen
                 lane=job.lane,
                 options=job.options,
                 manifest_range=ManifestRange(blob=message.manifest_blob, start=run_start, end=end, first_index=index),
+                traceparent=message.traceparent,
             )
         )
         index += run_count

@@ -73,6 +73,7 @@ from shared.planning import (
 )
 from shared.services.context import AppContext
 from shared.status import settle
+from shared.tracing import submit_span
 from shared.views import SignRead, image_result_item, job_entry, job_status
 
 log = logging.getLogger(__name__)
@@ -106,6 +107,14 @@ def parse_job_request(body: bytes, max_inline_images: int) -> JobRequest:
 
 
 def submit_job(ctx: AppContext, tenant: TenantDocument, body: bytes) -> JobAccepted:
+    """Submits a job inside a span whose context its chunk messages carry (each chunk's trace links to it)."""
+    with submit_span(tenant.tenant_id) as span:
+        accepted = _submit_job(ctx, tenant, body)
+        span.set_attributes({"imagepipe.job_id": accepted.job_id, "imagepipe.lane": accepted.lane.value})
+        return accepted
+
+
+def _submit_job(ctx: AppContext, tenant: TenantDocument, body: bytes) -> JobAccepted:
     request = parse_job_request(body, ctx.settings.max_inline_images)
     if request.callback_url is not None:
         _check_callback_url(str(request.callback_url), ctx.settings.fetch_allow_loopback)
@@ -123,6 +132,15 @@ def submit_image(
 ) -> JobAccepted:
     """`POST /api/images`: the body is one image. Refused by its declared length before it is read when that is over
     the cap; stored in the tenant's originals folder, then a one-image job (one chunk: the lane's express path)."""
+    with submit_span(tenant.tenant_id) as span:
+        accepted = _submit_image(ctx, tenant, content_length, read_body)
+        span.set_attributes({"imagepipe.job_id": accepted.job_id, "imagepipe.lane": accepted.lane.value})
+        return accepted
+
+
+def _submit_image(
+    ctx: AppContext, tenant: TenantDocument, content_length: str | None, read_body: Callable[[], bytes]
+) -> JobAccepted:
     limit = ctx.settings.image_max_bytes
     try:
         declared = int(content_length) if content_length is not None else None

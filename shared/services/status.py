@@ -29,6 +29,7 @@ from datetime import datetime
 
 from pydantic import ValidationError
 
+from shared import metrics
 from shared.adapters.job_store import Change, RequestMeter
 from shared.adapters.servicebus import DeadLetter
 from shared.config import ALL_QUEUES, CHUNK_QUEUES, EXPAND_QUEUE, FINISH_QUEUE
@@ -107,7 +108,9 @@ def _roll_up(ctx: AppContext, now: datetime | None, meter: RequestMeter) -> Roll
 
     ctx.store.put_rollup_cursor(_advance(cursor, changes, folded, tick_time))
     report.cosmos_requests = meter.count
-    report.duration_ms = round((time.monotonic() - started) * 1000, 1)
+    elapsed = time.monotonic() - started
+    report.duration_ms = round(elapsed * 1000, 1)
+    metrics.rollup_ticked(elapsed, report.jobs_changed)
     return report
 
 
@@ -211,6 +214,8 @@ def _move_dead_letters(ctx: AppContext, report: RollUpReport) -> None:
         log.warning("queue depths unavailable: %s", exc)
         depths = {}
     report.lane_depths = {q: vars(d) for q, d in depths.items() if q in CHUNK_QUEUES}
+    if report.lane_depths:
+        metrics.lane_depths_read(report.lane_depths)
     for queue in ALL_QUEUES:
         # Opening a dead-letter receiver costs a round trip or two: skip queues known to have no dead letters.
         if queue in depths and depths[queue].dead_letter == 0:

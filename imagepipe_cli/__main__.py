@@ -1,0 +1,3 @@
+from imagepipe_cli.main import run
+
+run()
