@@ -323,14 +323,20 @@ def _owned_job(ctx: AppContext, tenant: TenantDocument, job_id: str) -> tuple[Jo
 
 
 def get_job_status(ctx: AppContext, tenant: TenantDocument, job_id: str) -> JobStatus:
-    """The job's status. A one-chunk job (a single image, a small upload) shows its finished chunk at once rather
-    than after the status timer's next tick: one more point read, settled in memory exactly as the timer will."""
+    return job_status(_current_job(ctx, tenant, job_id))
+
+
+def _current_job(ctx: AppContext, tenant: TenantDocument, job_id: str) -> JobDocument:
+    """The job as the tenant sees it. A one-chunk job (a single image, a small upload) shows its finished chunk at
+    once rather than after the status timer's next tick: one more point read, settled in memory exactly as the
+    timer will settle it. Every use case that acts on the job's state (cancel, export) starts from this view, so
+    none acts on an older state than a status read has shown."""
     job, _ = _owned_job(ctx, tenant, job_id)
     if job.total_chunks == 1 and not job.state.terminal and not job.cancel_requested:
         chunk = ctx.store.get_chunk(job_id, 0)
         if chunk is not None and chunk.state == "done":
             settle(job, [chunk], utcnow())
-    return job_status(job)
+    return job
 
 
 def list_job_images(
@@ -470,7 +476,7 @@ def _page_size(page_size: str | None, default: int = 100, maximum: int = MAX_PAG
 
 
 def cancel_job(ctx: AppContext, tenant: TenantDocument, job_id: str) -> JobStatus:
-    job, _ = _owned_job(ctx, tenant, job_id)
+    job = _current_job(ctx, tenant, job_id)
     if not job.state.terminal:
         ctx.store.patch_job(job_id, {"cancel_requested": True})
         job.cancel_requested = True
@@ -505,7 +511,7 @@ def export_results(ctx: AppContext, tenant: TenantDocument, job_id: str) -> str 
     """A read URL of the finished job's results as JSON lines, or, while that blob is being built, how long to wait
     (asking again costs one existence check; the build is asked for with a deterministic message id, so polling
     does not start it twice)."""
-    job, _ = _owned_job(ctx, tenant, job_id)
+    job = _current_job(ctx, tenant, job_id)
     if not job.state.terminal:
         raise ApiError(
             409,

@@ -99,3 +99,31 @@ def test_a_manifest_job_ends_only_when_its_expanded_chunks_are_done(rollup_conte
     roll_up_status(ctx)
     found = ctx.store.get_job(job.job_id)
     assert found is not None and found[0].state is JobState.SUCCEEDED and found[0].counts.succeeded == 1000
+
+
+def test_a_one_chunk_job_is_seen_done_before_the_timer_and_acted_on_as_done(rollup_context: AppContext) -> None:
+    """A status read settles a one-chunk job's finished chunk in memory; cancel and export act on that same view:
+    a job a tenant has seen succeed cannot be cancelled, and its export waits for the timer's record, not a 409."""
+    from shared.services import jobs
+    from shared.services.tenants import create_tenant
+
+    ctx = rollup_context
+    tenant = create_tenant(ctx.store, "one-chunk", "new").tenant
+    job = _job("jonechunk01").model_copy(update={"tenant_id": tenant.tenant_id})
+    ctx.store.create_job(job)
+    started = utcnow()
+    ctx.store.upsert_chunk(
+        ChunkDocument(
+            id=chunk_document_id(job.job_id, 0), jobId=job.job_id, chunk=0, state="done", images=1,
+            counts=ImageCounts(succeeded=1), started_at=started, finished_at=started + timedelta(seconds=1),
+            finished_epoch=started.timestamp() + 1,
+        )
+    )  # fmt: skip
+
+    assert jobs.get_job_status(ctx, tenant, job.job_id).state == JobState.SUCCEEDED
+    cancelled = jobs.cancel_job(ctx, tenant, job.job_id)
+    assert cancelled.state == JobState.SUCCEEDED and not cancelled.cancel_requested
+    stored = ctx.store.get_job(job.job_id)
+    assert stored is not None and not stored[0].cancel_requested, "the job must not be flagged for cancelling"
+    exported = jobs.export_results(ctx, tenant, job.job_id)
+    assert not isinstance(exported, str) and exported.state == "exporting"
