@@ -18,7 +18,7 @@ import sys
 
 from PIL import Image
 
-from bench.e2e_bench import PHOTOS
+from devstack.samples import PHOTOS
 from shared.dedup import BandScheme, NearDuplicatePolicy
 from shared.dedup.hashes import hamming
 from shared.imaging.perceptual import perceptual_hashes

@@ -20,7 +20,6 @@ Prints figures; asserts nothing. Numbers from one run on a noisy 2-core machine.
 from __future__ import annotations
 
 import argparse
-import io
 import itertools
 import json
 import os
@@ -34,6 +33,7 @@ from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 from typing import Any
 
+from devstack.samples import photo_jpeg
 from devstack.stack import (
     LocalStack,
     StackPorts,
@@ -63,37 +63,6 @@ def images_in_flight() -> int:
     """Chunks (so images) processed at once end to end: sessions the host runs at once, capped by the job's cap."""
     host = json.loads((Path(__file__).resolve().parent.parent / "host.json").read_text())
     return min(int(host["extensions"]["serviceBus"]["maxConcurrentSessions"]), JOB_CAP)
-
-
-PHOTOS = ["astronaut", "coffee", "chelsea", "rocket", "immunohistochemistry", "retina", "hubble_deep_field", "cat",
-          "camera", "moon", "page", "coins", "horse", "clock", "grass", "gravel", "brick"]  # fmt: skip
-
-
-def photo_jpeg(seed: int, megapixels: float) -> bytes:
-    """A camera-like JPEG: a crop (its place and size chosen by `seed`) of one of scikit-image's shipped photos,
-    resized to `megapixels`, with a little grain. Different seeds give different bytes and, almost always,
-    perceptual hashes that are not near each other (unrelated images for the duplicate index)."""
-    import random
-
-    import numpy as np
-    from PIL import Image
-    from skimage import data as samples
-
-    rng = random.Random(seed)
-    img = Image.fromarray(getattr(samples, PHOTOS[seed % len(PHOTOS)])()).convert("RGB")
-    scale = rng.uniform(0.5, 0.9)
-    width, height = int(img.width * scale), int(img.height * scale)
-    left, top = rng.randint(0, img.width - width), rng.randint(0, img.height - height)
-    img = img.crop((left, top, left + width, top + height))
-    if rng.random() < 0.5:
-        img = img.transpose(Image.Transpose.FLIP_TOP_BOTTOM)
-    scale = (megapixels * 1e6 / (img.width * img.height)) ** 0.5
-    img = img.resize((int(img.width * scale), int(img.height * scale)), Image.Resampling.BICUBIC)
-    noise = np.random.default_rng(seed).integers(-6, 7, (img.height, img.width, 3))
-    grainy = np.clip(np.asarray(img, dtype=np.int16) + noise, 0, 255).astype(np.uint8)
-    out = io.BytesIO()
-    Image.fromarray(grainy).save(out, "JPEG", quality=90)
-    return out.getvalue()
 
 
 def photos(distinct: int, megapixels: float) -> list[bytes]:
