@@ -9,6 +9,7 @@ from shared.adapters.blobs import BlobStore
 from shared.adapters.cosmos import ThreadLocalDatabase
 from shared.adapters.dedup_index import CosmosDuplicateIndexStore
 from shared.adapters.job_store import CosmosJobStore
+from shared.adapters.limits_store import CosmosLimitsStore
 from shared.adapters.servicebus import MessageBus
 from shared.config import Settings, get_settings
 from shared.dedup.service import DuplicateService
@@ -21,6 +22,7 @@ class AppContext:
     blobs: BlobStore
     bus: MessageBus
     dedup: DuplicateService
+    limits: CosmosLimitsStore
 
     @classmethod
     def from_settings(cls, settings: Settings) -> AppContext:
@@ -31,6 +33,7 @@ class AppContext:
             blobs=BlobStore.from_settings(settings),
             bus=MessageBus.from_settings(settings),
             dedup=DuplicateService(CosmosDuplicateIndexStore.from_database(database)),
+            limits=CosmosLimitsStore(database),
         )
 
 

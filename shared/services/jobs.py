@@ -42,6 +42,7 @@ from shared.planning import (
     shards_for,
 )
 from shared.services.context import AppContext
+from shared.services.quotas import reserve as reserve_quota
 from shared.views import job_status
 
 log = logging.getLogger(__name__)
@@ -113,6 +114,7 @@ def submit_job(ctx: AppContext, tenant: TenantDocument, body: bytes) -> JobAccep
         total_chunks=total_chunks,
         created_at=utcnow(),
     )
+    reserve_quota(ctx, tenant, job_id, job.total_images)  # raises 429 quota_exceeded
     ctx.store.create_job(job)
     try:
         if refs is not None:

@@ -1,0 +1,44 @@
+"""Read-modify-write of one small shared document under optimistic concurrency (etags), retried on conflict."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any, Protocol, TypeVar
+
+T = TypeVar("T")
+
+
+class VersionedStore(Protocol):
+    """Documents keyed by a string, each read with a version tag and replaced only if the tag still matches."""
+
+    def read(self, key: str) -> tuple[dict[str, Any], str] | None: ...
+
+    def create(self, key: str, body: dict[str, Any]) -> bool: ...
+
+    def replace(self, key: str, body: dict[str, Any], etag: str) -> bool: ...
+
+
+class Contended(Exception):
+    """Every attempt lost the race to another writer."""
+
+
+def update(
+    store: VersionedStore,
+    key: str,
+    change: Callable[[dict[str, Any] | None], tuple[dict[str, Any] | None, T]],
+    attempts: int = 8,
+) -> T:
+    """Applies `change` to the current document (None if there is none) and writes what it returns, unless it
+    returns None for the document (nothing to write); a conflict re-reads and re-applies. Returns `change`'s answer.
+    Raises Contended after `attempts` lost races."""
+    for _ in range(attempts):
+        found = store.read(key)
+        new, answer = change(found[0] if found else None)
+        if new is None:
+            return answer
+        if found is None:
+            if store.create(key, new):
+                return answer
+        elif store.replace(key, new, found[1]):
+            return answer
+    raise Contended(key)
