@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import random
+import time
 from collections.abc import Callable
 from typing import Any, Protocol, TypeVar
 
@@ -29,9 +31,12 @@ def update(
     attempts: int = 8,
 ) -> T:
     """Applies `change` to the current document (None if there is none) and writes what it returns, unless it
-    returns None for the document (nothing to write); a conflict re-reads and re-applies. Returns `change`'s answer.
-    Raises Contended after `attempts` lost races."""
-    for _ in range(attempts):
+    returns None for the document (nothing to write); a conflict re-reads and re-applies after a short random pause
+    (writers that collided once would otherwise collide again). Returns `change`'s answer. Raises Contended after
+    `attempts` lost races."""
+    for attempt in range(attempts):
+        if attempt:
+            time.sleep(random.uniform(0, 0.001 * 2 ** min(attempt, 6)))
         found = store.read(key)
         new, answer = change(found[0] if found else None)
         if new is None:

@@ -166,3 +166,21 @@ def test_host_keys_name_host_and_port() -> None:
     assert host_key("https://Images.Example.com/a.jpg") == "images.example.com:443"
     assert host_key("http://127.0.0.1:8080/a.jpg?x=1") == "127.0.0.1:8080"
     assert host_key("not a url") is None
+
+
+def test_openapi_documents_usage_and_the_429s() -> None:
+    from shared.openapi import openapi_document
+
+    spec = openapi_document()
+    assert spec["paths"]["/usage"]["get"]["responses"]["200"]["content"]["application/json"]["schema"] == {
+        "$ref": "#/components/schemas/UsageReport"
+    }
+    submit = spec["paths"]["/jobs"]["post"]["responses"]["429"]
+    assert {"Retry-After", "RateLimit-Limit", "RateLimit-Remaining", "RateLimit-Reset"} <= set(submit["headers"])
+    assert "quota_exceeded" in submit["description"] and "rate_limited" in submit["description"]
+    assert all(
+        "429" in op["responses"]
+        for path in spec["paths"].values()
+        for op in path.values()
+        if "responses" in op and op.get("security") != []
+    )
