@@ -4,18 +4,12 @@ The document stores the tokens left and when that was true; whoever takes tokens
 (capped at the burst), takes what it is given and writes back under the etag it read. A request that is refused
 writes nothing (the refusal is computed from the read alone), so a tenant hammering an empty bucket costs one
 read per request. Clocks of different instances are trusted to within their skew: elapsed time is never negative.
-
-Threads of one process take from the same bucket one at a time (a striped lock on the key): racing each other for
-the etag only made them re-read (bench/limits_bench.py measured 5.6 requests a call and refusals for contention
-with four threads on one tenant), so only other processes and instances are left to race.
 """
 
 from __future__ import annotations
 
 import math
-import threading
 import time
-import zlib
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
@@ -54,13 +48,6 @@ class Take:
         return max(0.0, (self.limits.burst - self.remaining) / self.limits.rate)
 
 
-_STRIPES = [threading.Lock() for _ in range(64)]
-
-
-def _stripe(key: str) -> threading.Lock:
-    return _STRIPES[zlib.crc32(key.encode()) % len(_STRIPES)]
-
-
 def refill(tokens: float, updated: float, now: float, limits: BucketLimits) -> float:
     return min(limits.burst, tokens + max(0.0, now - updated) * limits.rate)
 
@@ -90,8 +77,7 @@ class SharedBuckets:
                 granted, left, 0.0, limits
             )
 
-        with _stripe(key):
-            return update(self._store, key, change)
+        return update(self._store, key, change)
 
     def peek(self, key: str, limits: BucketLimits) -> float:
         """The tokens in the bucket now (for GET /api/usage), without taking any."""

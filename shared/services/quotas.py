@@ -20,7 +20,7 @@ from typing import Any
 
 from shared.config import Tier
 from shared.errors import ApiError
-from shared.limits.versioned import update
+from shared.limits.versioned import Contended, update
 from shared.models import QuotaUsage, TenantDocument, UsageQuotas, UsageReport, utcnow
 from shared.services.context import AppContext
 from shared.services.rate_limits import api_rate_usage
@@ -119,7 +119,15 @@ def reserve(ctx: AppContext, tenant: TenantDocument, job_id: str, images: int | 
             "images_today": used + (images or 0),
         }, None
 
-    refused = update(ctx.limits, usage_key(tenant.tenant_id), change)
+    try:
+        refused = update(ctx.limits, usage_key(tenant.tenant_id), change)
+    except Contended:
+        raise ApiError(
+            503,
+            "quota_check_busy",
+            "too many submissions at once to count them; try again",
+            headers={"Retry-After": "1"},
+        ) from None
     if refused is not None:
         raise refused.error()
 
