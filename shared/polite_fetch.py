@@ -143,7 +143,9 @@ class HostGate:
         self._limits = BucketLimits(rate=polite.host_rate, burst=float(polite.host_burst))
         self._sleep = sleep
         self._lock = threading.Lock()
-        self._slots: dict[str, threading.BoundedSemaphore] = {}
+        # A host's slot lives while some thread holds or waits for it, so a job touching a million hosts leaves
+        # nothing behind; leases and rests are dropped once lapsed (see _forget_lapsed).
+        self._slots: dict[str, tuple[threading.BoundedSemaphore, int]] = {}
         self._leases: dict[str, _Lease] = {}
         self._rest_until: dict[str, float] = {}
 
@@ -153,14 +155,32 @@ class HostGate:
         cannot come before `deadline` (time.monotonic())."""
         self._wait_out_rest(host, deadline)
         with self._lock:
-            slot = self._slots.setdefault(host, threading.BoundedSemaphore(self._polite.host_concurrency))
-        if not slot.acquire(timeout=max(0.0, deadline - time.monotonic())):
-            raise _busy(host, "no free connection slot")
+            slot, users = self._slots.get(host) or (threading.BoundedSemaphore(self._polite.host_concurrency), 0)
+            self._slots[host] = (slot, users + 1)
         try:
-            self._take_token(host, deadline)
-            yield
+            if not slot.acquire(timeout=max(0.0, deadline - time.monotonic())):
+                raise _busy(host, "no free connection slot")
+            try:
+                self._take_token(host, deadline)
+                yield
+            finally:
+                slot.release()
         finally:
-            slot.release()
+            with self._lock:
+                users = self._slots[host][1] - 1
+                if users:
+                    self._slots[host] = (slot, users)
+                else:
+                    del self._slots[host]
+                    self._forget_lapsed()
+
+    def _forget_lapsed(self) -> None:
+        """Drops lapsed leases and rests once there are many (called with the lock held)."""
+        if len(self._leases) + len(self._rest_until) < 1024:
+            return
+        now = time.monotonic()
+        self._leases = {h: lease for h, lease in self._leases.items() if lease.expires > now}
+        self._rest_until = {h: until for h, until in self._rest_until.items() if until > now}
 
     def rest(self, host: str, seconds: float) -> None:
         """The origin asked for a pause (Retry-After): no thread of this process starts a request to it before."""

@@ -82,6 +82,7 @@ def test_one_process_never_has_more_than_the_cap_in_flight_to_a_host(server: Ima
         outcomes = list(pool.map(lambda n: _fetch(server, f"/capped/2/40/{n}.jpg", gate), range(24)))
     assert all(o.error is None and o.attempts == 1 for o in outcomes)
     assert server.max_in_flight == 2 and server.over_cap == 0
+    assert gate._slots == {}, "a host's slot is gone once nobody holds or waits for it"
 
 
 def test_without_the_gate_the_same_load_exceeds_the_cap(server: ImageServer) -> None:
