@@ -2,7 +2,7 @@
 
 import azure.functions as func
 
-from functions import chunk_worker, jobs_api, limits_api, ops_api, status_timer
+from functions import chunk_worker, dashboard_api, jobs_api, limits_api, ops_api, status_timer
 from shared.config import get_settings
 from shared.telemetry import configure_telemetry
 
@@ -10,5 +10,5 @@ settings = get_settings()  # fails the start with every configuration problem na
 configure_telemetry(settings)
 
 app = func.FunctionApp(http_auth_level=func.AuthLevel.ANONYMOUS)
-for blueprint in (jobs_api.bp, limits_api.bp, ops_api.bp, chunk_worker.bp, status_timer.bp):
+for blueprint in (jobs_api.bp, limits_api.bp, ops_api.bp, dashboard_api.bp, chunk_worker.bp, status_timer.bp):
     app.register_functions(blueprint)

@@ -74,9 +74,9 @@ from devstack.stack import (
     stop_pid,
 )
 from shared.config import MANIFESTS_CONTAINER, Settings
+from shared.messages import manifest_blob_name
 from shared.models import JobOptions
 from shared.services.context import AppContext
-from shared.services.jobs import manifest_blob_name
 from shared.services.tenants import create_tenant
 from tests.core.image_server import make_jpeg, running_image_server
 
@@ -445,7 +445,7 @@ def server_duration(status: dict[str, Any]) -> float | None:
 def count_results(api: Api, track: Track) -> None:
     total, continuation = 0, None
     for _ in range(100):
-        path = f"/jobs/{track.job_id}/images?pageSize=100"
+        path = f"/jobs/{track.job_id}/images?page_size=100"
         if continuation:
             path += "&continuation=" + urllib.parse.quote(continuation, safe="")
         status, body = api.call("GET", path)
@@ -455,7 +455,7 @@ def count_results(api: Api, track: Track) -> None:
         items = body.get("items") or []
         total += len(items)
         continuation = body.get("continuation")
-        described = [f"{i.get('id')} (jobId {i.get('jobId')}, index {i.get('index')})" for i in items[:3]]
+        described = [f"{i.get('id')} (job_id {i.get('job_id')}, index {i.get('index')})" for i in items[:3]]
         track.result_pages.append(f"{len(items)} items {described}, continuation {str(continuation)[:80]!r}")
         if not continuation:
             break

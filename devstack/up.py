@@ -61,6 +61,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             env=env,
         )
         print(f"functions   pid {host.pid:<7} http://127.0.0.1:{args.port}/api  (Ctrl-C stops everything)")
+        print(f"dashboard   http://127.0.0.1:{args.port}/api/dashboard/")
         print(
             "create a tenant: .venv/bin/python -m shared.cli create-tenant --name demo --tier new "
             "--local-settings local.settings.json"

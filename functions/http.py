@@ -31,6 +31,11 @@ def json_response(
     return func.HttpResponse(text, status_code=status, mimetype="application/json", headers=headers)
 
 
+def redirect(url: str) -> func.HttpResponse:
+    """A 302 to a short-lived signed URL (never cached: the URL expires)."""
+    return func.HttpResponse(status_code=302, headers={"Location": url, "Cache-Control": "no-store"})
+
+
 def tenant_of(req: func.HttpRequest) -> TenantDocument:
     global _authenticator
     if _authenticator is None:

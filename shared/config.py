@@ -10,6 +10,7 @@ Names of queues and containers are fixed here rather than configurable: the Bice
 from __future__ import annotations
 
 import os
+import re
 from collections.abc import Mapping
 from enum import StrEnum
 from functools import lru_cache
@@ -58,7 +59,8 @@ ALL_QUEUES: tuple[str, ...] = (EXPAND_QUEUE, FINISH_QUEUE, *CHUNK_QUEUES)
 ORIGINALS_CONTAINER = "originals"
 THUMBNAILS_CONTAINER = "thumbnails"
 MANIFESTS_CONTAINER = "manifests"
-ALL_CONTAINERS: tuple[str, ...] = (ORIGINALS_CONTAINER, THUMBNAILS_CONTAINER, MANIFESTS_CONTAINER)
+EXPORTS_CONTAINER = "exports"  # a finished job's results as JSON lines, built on request, read through a signed URL
+ALL_CONTAINERS: tuple[str, ...] = (ORIGINALS_CONTAINER, THUMBNAILS_CONTAINER, MANIFESTS_CONTAINER, EXPORTS_CONTAINER)
 
 # Cosmos DB containers and their partition key paths (more than one path: a hierarchical, MultiHash key).
 COSMOS_CONTAINERS: dict[str, tuple[str, ...]] = {
@@ -76,6 +78,7 @@ PLATFORM_SETTINGS: tuple[str, ...] = (
     "FUNCTIONS_WORKER_RUNTIME",
     "FUNCTIONS_WORKER_PROCESS_COUNT",
     "APPLICATIONINSIGHTS_CONNECTION_STRING",
+    "FUNCTIONS_REQUEST_BODY_SIZE_LIMIT",  # the host's cap on a request body (the dev host honours it too)
 )
 
 _LOOPBACK_HOSTS = {"127.0.0.1", "localhost", "::1"}
@@ -126,6 +129,12 @@ class Settings(BaseModel):
     # Dead-lettered chunks re-sent by one replay call (the answer says how many remain: call again).
     replay_batch_chunks: int = Field(default=500, ge=1, le=5000, alias="REPLAY_BATCH_CHUNKS")
 
+    # --- tenant uploads and downloads (signed URLs for single blobs in the tenant's folders) --------------------
+    upload_url_ttl_seconds: int = Field(default=3600, ge=60, le=7 * 24 * 3600, alias="UPLOAD_URL_TTL_SECONDS")
+    download_url_ttl_seconds: int = Field(default=900, ge=60, le=7 * 24 * 3600, alias="DOWNLOAD_URL_TTL_SECONDS")
+    # A manifest sent as the body of POST /api/manifests (the host buffers a request body: keep it below
+    # FUNCTIONS_REQUEST_BODY_SIZE_LIMIT).
+    max_manifest_bytes: int = Field(default=64 * 1024 * 1024, ge=1, alias="MAX_MANIFEST_BYTES")
     # --- rate limits and quotas per tier ("tier=value,..."; README "Rate limits, quotas and polite fetching") ------
     # API requests per second and burst (a token bucket per tenant shared by every instance; 0 = no limit).
     tier_api_rate: str = Field(default="new=10,enterprise=50,free=2", alias="TIER_API_RATE")
@@ -163,6 +172,9 @@ class Settings(BaseModel):
 
     # --- observability -------------------------------------------------------------------------
     otel_enabled: bool = Field(default=False, alias="OTEL_ENABLED")
+    # The operator view (GET /api/operator/overview, the dashboard's operator tab): the SHA-256 (hex) of the
+    # operator's key, never the key itself, so the setting is no secret. Empty: the operator view is disabled.
+    admin_api_key_sha256: str | None = Field(default=None, alias="ADMIN_API_KEY_SHA256")
 
     @field_validator("thumbnail_sizes")
     @classmethod
@@ -171,6 +183,13 @@ class Settings(BaseModel):
         if not sizes or not all(s.isdigit() and 16 <= int(s) <= 4096 for s in sizes):
             raise ValueError("must be a comma-separated list of pixel sizes between 16 and 4096")
         return value
+
+    @field_validator("admin_api_key_sha256")
+    @classmethod
+    def _is_sha256_hex(cls, value: str | None) -> str | None:
+        if value is not None and not re.fullmatch(r"[0-9a-fA-F]{64}", value):
+            raise ValueError("must be the SHA-256 of the operator key as 64 hex digits (or empty: operator view off)")
+        return None if value is None else value.lower()
 
     @model_validator(mode="after")
     def _connections_present(self) -> Settings:

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from typing import Any
 
+from pydantic import ValidationError
+
 
 class ApiError(Exception):
     def __init__(
@@ -26,3 +28,12 @@ def unauthorized() -> ApiError:
 
 def job_not_found(job_id: str) -> ApiError:
     return ApiError(404, "job_not_found", f"no job {job_id!r} for this tenant")
+
+
+def validation_error(exc: ValidationError) -> ApiError:
+    """A request body that does not fit its model: every problem named by its field path (`urls.3`, `files.0.name`)."""
+    details = [
+        {"field": ".".join(str(p) for p in err["loc"]) or "body", "problem": err["msg"].removeprefix("Value error, ")}
+        for err in exc.errors()
+    ]
+    return ApiError(400, "invalid_request", "the request body is invalid", details)

@@ -7,6 +7,7 @@ Continuations and replays carry a time stamp instead: they are meant to be sent 
 
 from __future__ import annotations
 
+import secrets
 from datetime import datetime
 
 from shared.adapters.servicebus import OutgoingMessage
@@ -90,7 +91,11 @@ def expand_message(message: ExpandMessage) -> OutgoingMessage:
 
 def finish_message(message: FinishMessage) -> OutgoingMessage:
     """A finished job's follow-up, for FINISH_QUEUE."""
-    suffix = ("" if message.attempt == 1 else f".{message.attempt}") + (f".w{message.waits}" if message.waits else "")
+    suffix = (
+        ("" if message.attempt == 1 else f".{message.attempt}")
+        + (f".w{message.waits}" if message.waits else "")
+        + (f".b{message.export_blocks}" if message.export_blocks else "")
+    )
     return OutgoingMessage(
         body=message.model_dump_json(),
         message_id=f"{message.job_id}.{message.action}.{message.end}{suffix}",
@@ -111,3 +116,46 @@ def _chunk(message: ChunkMessage, shards: int, msg_id: str, extra: dict[str, str
 
 def _stamp(now: datetime | None = None) -> str:
     return (now or utcnow()).strftime("%Y%m%d%H%M%S%f")
+
+
+# --- blob names in a tenant's folders (every container is divided by tenant id) ------------------------------
+
+
+def manifest_blob_name(tenant_id: str, name: str) -> str:
+    """A manifest, in the tenant's manifests folder."""
+    return f"{tenant_id}/{name}"
+
+
+def upload_id() -> str:
+    return f"u{secrets.token_hex(12)}"
+
+
+def upload_blob_name(tenant_id: str, upload: str, name: str) -> str:
+    """An uploaded file, in the tenant's originals folder."""
+    return f"{tenant_id}/{upload_file_ref(upload, name)}"
+
+
+def upload_file_ref(upload: str, name: str) -> str:
+    """An uploaded file as a job names it: relative to the tenant's originals folder."""
+    return f"uploads/{upload}/{name}"
+
+
+def upload_record_name(tenant_id: str, upload: str) -> str:
+    """An upload's file list (one blob reference a line, in order), in the tenant's manifests folder: a job of the
+    upload reads it, and it is a manifest the tenant can submit as one."""
+    return f"{tenant_id}/uploads/{upload}.txt"
+
+
+def single_image_ref(job_id: str) -> str:
+    """The original of a job made by POST /api/images, relative to the tenant's originals folder."""
+    return f"images/{job_id}"
+
+
+def thumbnail_blob_name(tenant_id: str, sha256: str, size: int, fmt: str) -> str:
+    """Thumbnails are named by content within a tenant: the same image in two jobs is stored once."""
+    return f"{tenant_id}/thumbs/{sha256}/{size}.{fmt}"
+
+
+def export_blob_name(tenant_id: str, job_id: str, end: int) -> str:
+    """A finished job's results as JSON lines, for its `end`-th end (a replay ends it again, with more results)."""
+    return f"{tenant_id}/{job_id}/results-{end}.jsonl"

@@ -10,11 +10,12 @@ from __future__ import annotations
 
 from datetime import UTC, datetime
 from enum import StrEnum
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, HttpUrl, field_validator, model_validator
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, HttpUrl, field_validator, model_validator
 
 from shared.config import IMAGES_PER_BUCKET, Lane
+from shared.imaging.results import ImageFacts
 
 MAX_REF_LENGTH = 2048
 Analysis = Literal["exif", "thumbnails", "hashes", "dedup", "faces", "people"]
@@ -70,32 +71,46 @@ class JobOptions(Strict):
         return None if value is None else sorted(set(value))
 
 
-class JobRequest(Strict):
-    """`POST /api/jobs`: exactly one of `urls`, `blobs` or `manifest`."""
+UPLOAD_ID_PATTERN = r"^u[0-9a-f]{24}$"
 
-    urls: list[str] | None = Field(default=None, description="HTTP(S) image URLs")
-    blobs: list[str] | None = Field(default=None, description="Blob names in your folder of the originals container")
-    manifest: str | None = Field(
+
+def _url_ref(ref: str) -> str:
+    if problem := ref_problem(ref, "url"):
+        raise ValueError(problem)
+    return ref
+
+
+def _blob_ref(ref: str) -> str:
+    if problem := ref_problem(ref, "blob"):
+        raise ValueError(problem)
+    return ref
+
+
+class JobRequest(Strict):
+    """`POST /api/jobs`: exactly one of `urls`, `blobs`, `manifest` or `upload`."""
+
+    urls: list[Annotated[str, AfterValidator(_url_ref)]] | None = Field(
+        default=None, min_length=1, description="HTTP(S) image URLs"
+    )
+    blobs: list[Annotated[str, AfterValidator(_blob_ref)]] | None = Field(
+        default=None, min_length=1, description="Blob names in your folder of the originals container"
+    )
+    manifest: Annotated[str, AfterValidator(_blob_ref)] | None = Field(
         default=None, description="Blob name in your folder of the manifests container: one URL or blob name a line"
+    )
+    upload: str | None = Field(
+        default=None,
+        pattern=UPLOAD_ID_PATTERN,
+        description="An upload id from POST /api/uploads: every file of that upload, in its order",
     )
     options: JobOptions = Field(default_factory=JobOptions)
     callback_url: HttpUrl | None = Field(default=None, description="POSTed a signed summary when the job ends")
 
     @model_validator(mode="after")
     def _exactly_one_source(self) -> JobRequest:
-        given = [name for name in ("urls", "blobs", "manifest") if getattr(self, name) is not None]
+        given = [name for name in JOB_SOURCES if getattr(self, name) is not None]
         if len(given) != 1:
-            raise ValueError("give exactly one of 'urls', 'blobs' or 'manifest'")
-        refs = self.urls if self.urls is not None else self.blobs
-        if refs is not None:
-            if not refs:
-                raise ValueError("the image list is empty")
-            for i, ref in enumerate(refs):
-                problem = ref_problem(ref, "url" if self.urls is not None else "blob")
-                if problem:
-                    raise ValueError(f"image {i}: {problem}")
-        if self.manifest is not None and (problem := ref_problem(self.manifest, "blob")):
-            raise ValueError(f"manifest: {problem}")
+            raise ValueError("give exactly one of 'urls', 'blobs', 'manifest' or 'upload'")
         return self
 
     @property
@@ -105,6 +120,10 @@ class JobRequest(Strict):
         if self.blobs is not None:
             return [ImageRef(index=i, kind="blob", ref=b) for i, b in enumerate(self.blobs)]
         return None
+
+
+JOB_SOURCES = ("urls", "blobs", "manifest", "upload")
+JobSource = Literal["urls", "blobs", "manifest", "upload"]
 
 
 def ref_problem(ref: str, kind: str) -> str | None:
@@ -178,10 +197,13 @@ class FinishMessage(Strict):
     `end` numbers the times the job ended (a replay can end it again), so every message id is deterministic."""
 
     job_id: str
-    action: Literal["reconcile", "callback"]
+    action: Literal["reconcile", "callback", "export"]
     end: int = Field(ge=1)
     attempt: int = Field(default=1, ge=1)
     waits: int = Field(default=0, ge=0)  # re-sent because the job document had not recorded this end yet
+    # An export in progress: blocks of the export blob staged so far, and where the results query goes on.
+    export_blocks: int = Field(default=0, ge=0)
+    export_continuation: str | None = None
 
 
 # --- documents ---------------------------------------------------------------------------------
@@ -262,7 +284,7 @@ class JobDocument(JobOwnedDocument):
     state: JobState = JobState.ACCEPTED
     lane: Lane
     shards: int
-    source: Literal["urls", "blobs", "manifest"]
+    source: JobSource
     manifest_blob: str | None = None
     expansion_done: bool = False
     options: JobOptions
@@ -390,6 +412,17 @@ class RollUpCursor(JobOwnedDocument):
     last_tick_at: datetime | None = None
 
 
+class JobEntryDocument(Document):
+    """A job's entry in its tenant's partition of the `tenants` container, so listing a tenant's jobs is one
+    single-partition query (the `jobs` container is partitioned by job). Its state follows the job's transitions."""
+
+    id: str  # the job id
+    tenant_id: str = Field(alias="tenantId")
+    type: Literal["jobentry"] = "jobentry"
+    state: JobState
+    created_at: datetime
+
+
 class TenantDocument(Document):
     id: str
     tenant_id: str = Field(alias="tenantId")
@@ -438,9 +471,88 @@ class JobStatus(BaseModel):
     callback: CallbackStatus
 
 
+class ImageErrorItem(BaseModel):
+    code: str = Field(description="A stable per-image error code, e.g. not_found, fetch_timeout, corrupt, too_large")
+    message: str
+
+
+class ThumbnailItem(BaseModel):
+    size: int = Field(description="The requested long side, in pixels")
+    format: str = Field(description="jpeg, webp or png")
+    width: int
+    height: int
+    blob: str = Field(description="Blob name in the thumbnails container (your folder)")
+    url: str | None = Field(default=None, description="A short-lived read URL (DOWNLOAD_URL_TTL_SECONDS)")
+
+
+class ImageResultItem(BaseModel):
+    """One image's result."""
+
+    id: str = Field(description="`{job_id}.{index}`: what `duplicate_of` and duplicate groups name")
+    job_id: str
+    index: int = Field(description="Position of the image in the job")
+    chunk: int
+    kind: ImageRefKind
+    ref: str = Field(description="The URL, or the blob name in your originals folder")
+    ok: bool
+    error: ImageErrorItem | None = None
+    sha256: str | None = Field(default=None, description="SHA-256 of the original bytes, hex")
+    result: ImageFacts | None = Field(default=None, description="Dimensions, EXIF facts, hashes and faces")
+    thumbnails: list[ThumbnailItem] = Field(default_factory=list)
+    original_url: str | None = Field(default=None, description="A short-lived read URL of an uploaded original")
+    duplicate_of: list[str] = Field(
+        default_factory=list, description="Ids of earlier images (this job's or your library's) this one duplicates"
+    )
+    attempts: int = Field(
+        default=1, description="Requests made to fetch the image, retries of transient failures included (0: none)"
+    )
+    processed_at: datetime
+
+
 class ImagePage(BaseModel):
-    items: list[dict[str, Any]]
-    continuation: str | None
+    items: list[ImageResultItem]
+    continuation: str | None = Field(description="Pass back as `continuation` for the next page; null at the end")
+
+
+class JobPage(BaseModel):
+    items: list[JobStatus] = Field(description="Your jobs, newest first")
+    continuation: str | None = Field(description="Pass back as `continuation` for the next page; null at the end")
+
+
+class UploadFile(Strict):
+    name: str = Field(description="A relative name: the blob is `uploads/{upload_id}/{name}` in your originals folder")
+    size: int | None = Field(default=None, ge=0, description="Bytes, if known: checked against the limit up front")
+
+
+class UploadRequest(Strict):
+    """`POST /api/uploads`."""
+
+    files: list[UploadFile] = Field(min_length=1)
+
+
+class UploadTarget(BaseModel):
+    name: str
+    blob: str = Field(description="Blob name in your originals folder")
+    url: str = Field(description="PUT the file's bytes here with the header `x-ms-blob-type: BlockBlob`")
+
+
+class UploadCreated(BaseModel):
+    upload_id: str = Field(description="Submit every file with POST /api/jobs {\"upload\": upload_id}")
+    expires_at: datetime = Field(description="The URLs refuse writes after this")
+    max_bytes: int = Field(description="Largest file processed; a larger one ends as a `too_large` image result")
+    files: list[UploadTarget]
+
+
+class ManifestStored(BaseModel):
+    manifest: str = Field(description="Its name in your manifests folder: submit it as {\"manifest\": name}")
+    lines: int = Field(description="Image references in it")
+    bytes: int
+
+
+class ExportPending(BaseModel):
+    job_id: str
+    state: Literal["exporting"] = "exporting"
+    retry_after_seconds: int
 
 
 class DuplicateGroupItem(BaseModel):
@@ -456,8 +568,8 @@ class DuplicateGroupPage(BaseModel):
 
 
 class ReplayAccepted(BaseModel):
-    job_id: str = Field(serialization_alias="jobId")
-    replayed_chunks: list[int] = Field(serialization_alias="replayedChunks")
+    job_id: str
+    replayed_chunks: list[int]
     remaining: int = Field(description="Dead-lettered chunks not re-sent by this call: call again to send them")
 
 

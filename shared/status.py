@@ -76,6 +76,24 @@ class FoldResult:
     duplicates_ready: bool = False  # the duplicates summary of the job's latest end arrived
 
 
+@dataclass
+class Settled:
+    folded: FoldResult
+    ended: bool  # the job ended with these changes (its `ends` counts it; duplicates wait to be reconciled)
+
+
+def settle(job: JobDocument, changes: Iterable[JobChange], now: datetime) -> Settled:
+    """The job document with its changes folded in and its progress, state and figures decided: what the status
+    timer writes, and what a status read of a one-chunk job shows before the timer has come by."""
+    folded = fold_changes(job, changes)
+    ended = apply_progress(job, now, folded.newly_finished)
+    if ended:
+        job.ends += 1
+        if "dedup" in job.options.analyses and job.state != JobState.CANCELLED:
+            job.duplicates = DuplicatesSummary(state="pending")
+    return Settled(folded, ended)
+
+
 def fold_changes(job: JobDocument, changes: Iterable[JobChange]) -> FoldResult:
     """Brings the job document up to date with its changed documents. Idempotent: folding a change again (the
     timer re-reads an overlap) changes nothing."""

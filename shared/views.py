@@ -2,9 +2,20 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
-from shared.models import JobDocument, JobStatus
+from shared.config import ORIGINALS_CONTAINER, THUMBNAILS_CONTAINER
+from shared.imaging.results import ImageFacts
+from shared.models import (
+    ImageErrorItem,
+    ImageResultDocument,
+    ImageResultItem,
+    JobDocument,
+    JobEntryDocument,
+    JobStatus,
+    ThumbnailItem,
+)
 from shared.status import Bitmap
 
 
@@ -38,3 +49,39 @@ def callback_payload(job: JobDocument) -> dict[str, Any]:
     status = job_status(job).model_dump(mode="json")
     status.pop("callback", None)
     return {"event": "job.finished", "job": status}
+
+
+def job_entry(job: JobDocument) -> JobEntryDocument:
+    """The job's line in its tenant's job list."""
+    return JobEntryDocument(id=job.job_id, tenantId=job.tenant_id, state=job.state, created_at=job.created_at)
+
+
+# Signs a read URL for one blob: (container, blob name) -> URL.
+SignRead = Callable[[str, str], str]
+
+
+def image_result_item(doc: ImageResultDocument, tenant_id: str, sign: SignRead | None) -> ImageResultItem:
+    """An image result as the API shows it; with `sign`, its thumbnails (and an uploaded original) carry read URLs."""
+    thumbnails = [ThumbnailItem.model_validate(t) for t in doc.thumbnails]
+    if sign is not None:
+        for thumbnail in thumbnails:
+            thumbnail.url = sign(THUMBNAILS_CONTAINER, thumbnail.blob)
+    uploaded = sign is not None and doc.kind == "blob" and doc.ok
+    original_url = sign(ORIGINALS_CONTAINER, f"{tenant_id}/{doc.ref}") if sign and uploaded else None
+    return ImageResultItem(
+        id=doc.id,
+        job_id=doc.job_id,
+        index=doc.index,
+        chunk=doc.chunk,
+        kind=doc.kind,
+        ref=doc.ref,
+        ok=doc.ok,
+        error=ImageErrorItem(code=doc.error.code, message=doc.error.message) if doc.error else None,
+        sha256=doc.sha256,
+        result=ImageFacts.model_validate(doc.result) if doc.result is not None else None,
+        thumbnails=thumbnails,
+        original_url=original_url,
+        duplicate_of=doc.duplicate_of,
+        attempts=doc.attempts,
+        processed_at=doc.processed_at,
+    )

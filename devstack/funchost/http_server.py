@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 from collections.abc import Callable
 from http import HTTPStatus
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -34,6 +35,8 @@ class FunctionsHttpServer(ThreadingHTTPServer):
     # socketserver's default backlog is 5: a burst of clients (a thousand submits from 32 connections) overflowed the
     # listen queue, each overflow costing a client a ~1 s SYN retransmit or a reset.
     request_queue_size = 1024
+    # The real host's default cap on a request body, overridden by the FUNCTIONS_REQUEST_BODY_SIZE_LIMIT app setting.
+    default_body_limit = 100 * 1024 * 1024
 
     def __init__(
         self,
@@ -48,6 +51,7 @@ class FunctionsHttpServer(ThreadingHTTPServer):
         self.route_prefix = route_prefix.strip("/")
         self.invoker = invoker
         self.admin_views = admin_views
+        self.body_limit = int(os.environ.get("FUNCTIONS_REQUEST_BODY_SIZE_LIMIT") or self.default_body_limit)
 
 
 class _FunctionsRequestHandler(BaseHTTPRequestHandler):
@@ -60,6 +64,10 @@ class _FunctionsRequestHandler(BaseHTTPRequestHandler):
 
     def _handle(self) -> None:
         body = self._read_body()
+        if body is None:  # over the host's body cap: refused without reading the rest, as the real host does
+            self.close_connection = True
+            self._send(HTTPStatus.REQUEST_ENTITY_TOO_LARGE, [], b"")
+            return
         url = urlsplit(self.path)
         if url.path.startswith("/admin/") and self.command == "GET":
             self._answer_admin(url.path)
@@ -115,18 +123,26 @@ class _FunctionsRequestHandler(BaseHTTPRequestHandler):
             headers[key] = f"{headers[key]}, {value}" if key in headers else value
         return headers
 
-    def _read_body(self) -> bytes:
+    def _read_body(self) -> bytes | None:
+        """The request body, or None when it is over the body cap (then only what came before the cap was read)."""
+        limit = self.server.body_limit
         if self.headers.get("Transfer-Encoding", "").lower() == "chunked":
             chunks: list[bytes] = []
+            received = 0
             while True:
                 size = int(self.rfile.readline().split(b";")[0].strip() or b"0", 16)
                 if size == 0:
                     while self.rfile.readline() not in (b"\r\n", b"\n", b""):
                         pass  # trailers
                     return b"".join(chunks)
+                received += size
+                if received > limit:
+                    return None
                 chunks.append(self.rfile.read(size))
                 self.rfile.readline()
         length = int(self.headers.get("Content-Length") or 0)
+        if length > limit:
+            return None
         return self.rfile.read(length) if length else b""
 
     def _answer_admin(self, path: str) -> None:

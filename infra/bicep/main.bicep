@@ -90,6 +90,9 @@ param statusTimerSchedule string = '*/5 * * * * *'
 @description('Send OpenTelemetry traces and metrics to Application Insights (OTEL_ENABLED).')
 param otelEnabled bool = true
 
+@description('SHA-256 (64 hex digits) of the operator key that opens the dashboard\'s operator view and GET /api/operator/overview (ADMIN_API_KEY_SHA256). A digest, not the key: no secret in the app settings. Empty: the operator view is disabled.')
+param adminApiKeySha256 string = ''
+
 @description('Accept only Entra ID (managed identity) telemetry in Application Insights. The Python exporter must then be given the identity as its credential.')
 param applicationInsightsDisableLocalAuth bool = true
 
@@ -226,6 +229,7 @@ var blobContainerNames = [
   'originals'
   'thumbnails'
   'manifests'
+  'exports'
 ]
 
 var jobTtlSeconds = jobRetentionDays * 86400
@@ -458,6 +462,7 @@ var appSettings = {
   APPLICATIONINSIGHTS_CONNECTION_STRING: monitoring.outputs.connectionString
   APPLICATIONINSIGHTS_AUTHENTICATION_STRING: 'ClientId=${identity.outputs.clientId};Authorization=AAD'
   OTEL_ENABLED: otelEnabled ? 'true' : 'false'
+  ADMIN_API_KEY_SHA256: adminApiKeySha256
   FUNCTIONS_WORKER_PROCESS_COUNT: string(workerProcessCount)
   CHUNK_SIZE: string(chunkSize)
   MAX_INLINE_IMAGES: '10000'
@@ -490,6 +495,12 @@ var appSettings = {
   IMAGE_MAX_PIXELS: '100000000'
   IMAGE_TIME_BUDGET_SECONDS: '20'
   CHUNK_TIME_BUDGET_SECONDS: '240'
+  UPLOAD_URL_TTL_SECONDS: '3600'
+  DOWNLOAD_URL_TTL_SECONDS: '900'
+  MAX_MANIFEST_BYTES: '67108864'
+  // The host refuses a larger request body with 413 before reading it: the largest body is an image (IMAGE_MAX_BYTES)
+  // or a manifest (MAX_MANIFEST_BYTES) sent to POST /api/images or /api/manifests.
+  FUNCTIONS_REQUEST_BODY_SIZE_LIMIT: '67108864'
 }
 
 module functionApp 'modules/functionapp.bicep' = {

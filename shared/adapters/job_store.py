@@ -25,7 +25,7 @@ from azure.cosmos.exceptions import (
 )
 
 from shared.adapters.cosmos import ContainerSource, SharedDatabase
-from shared.messages import chunk_document_id, expansion_document_id
+from shared.messages import chunk_document_id, expansion_document_id, image_result_id
 from shared.models import (
     CallbackDocument,
     ChunkDocument,
@@ -35,8 +35,10 @@ from shared.models import (
     ExpansionDocument,
     ImageResultDocument,
     JobDocument,
+    JobEntryDocument,
     RollUpCursor,
     TenantDocument,
+    image_bucket,
 )
 
 # The documents whose changes the status timer folds into job documents (never the job document itself, which the
@@ -177,6 +179,78 @@ class CosmosJobStore:
             return False
         return True
 
+    def get_jobs(self, job_ids: list[str]) -> dict[str, JobDocument]:
+        """Several job documents in one call (the SDK's read-many: a query per partition range, not per job)."""
+        if not job_ids:
+            return {}
+        self._count()
+        rows = self._jobs.read_items([(job_id, [job_id, 0]) for job_id in job_ids])
+        return {str(r["id"]): JobDocument.model_validate(r) for r in rows if r.get("type") == "job"}
+
+    def upsert_job_entry(self, entry: JobEntryDocument) -> None:
+        self._count()
+        self._tenants.upsert_item(entry.to_store())
+
+    def page_job_entries(
+        self,
+        tenant_id: str,
+        states: list[str] | None,
+        created_after: str | None,
+        created_before: str | None,
+        page_size: int,
+        continuation: str | None,
+    ) -> tuple[list[str], str | None]:
+        """Ids of the tenant's jobs, newest first, filtered: one query in the tenant's partition."""
+        # The partition key is in the filter as well as the request: it is what the query means, and the local
+        # emulator routes by the filter, not by the request's partition key.
+        where = ["c.tenantId = @tenant", "c.type = 'jobentry'"]
+        params: list[dict[str, Any]] = [{"name": "@tenant", "value": tenant_id}]
+        if states:
+            where.append("ARRAY_CONTAINS(@states, c.state)")
+            params.append({"name": "@states", "value": states})
+        if created_after:
+            where.append("c.created_at >= @after")
+            params.append({"name": "@after", "value": created_after})
+        if created_before:
+            where.append("c.created_at < @before")
+            params.append({"name": "@before", "value": created_before})
+        self._count()
+        pages: Any = self._tenants.query_items(
+            query=f"SELECT c.id FROM c WHERE {' AND '.join(where)} ORDER BY c.created_at DESC",
+            parameters=params,
+            partition_key=tenant_id,
+            max_item_count=page_size,
+        ).by_page(continuation)
+        try:
+            page = list(next(pages))
+        except StopIteration:
+            return [], None
+        return [str(row["id"]) for row in page], pages.continuation_token
+
+    # --- the operator view ------------------------------------------------------------------------
+    def active_jobs(self, limit: int) -> tuple[list[dict[str, Any]], bool]:
+        """Up to `limit` unfinished jobs of every tenant, newest first (a projection: no bitmaps, no samples), and
+        whether there are more. One query across the container, paged: its cost follows the jobs returned."""
+        rows, token = self._page(
+            "SELECT c.jobId, c.tenantId, c.state, c.lane, c.total_images, c.counts, c.images_per_second,"
+            " c.eta_seconds, c.created_at, c.started_at, c.cancel_requested FROM c"
+            " WHERE c.type = 'job' AND c.state IN ('accepted', 'running') ORDER BY c.created_at DESC",
+            {},
+            limit,
+            None,
+        )
+        return rows, token is not None
+
+    def chunk_outcomes_since(self, since_epoch: float) -> list[dict[str, Any]]:
+        """The finish time (`finished_epoch`), counts and error codes of every chunk of any job that finished at or
+        after `since_epoch`: what the operator view's throughput and failure rate are made of. Its cost follows
+        the chunks finished in the window."""
+        return self._query(
+            "SELECT c.finished_epoch, c.counts, c.error_codes FROM c"
+            " WHERE c.type = 'chunk' AND c.state = 'done' AND c.finished_epoch >= @since",
+            since=since_epoch,
+        )
+
     # --- the status timer's changes -------------------------------------------------------------
     def changes_since(self, since_ts: int) -> list[Change]:
         """Every document of CHANGE_TYPES written at or after `since_ts` (the service's own write time, whole
@@ -259,6 +333,11 @@ class CosmosJobStore:
             chunk=chunk,
         )
         return {int(r["index"]): (None if r["ok"] else (r.get("error") or {}).get("code", "error")) for r in rows}
+
+    def get_image(self, job_id: str, index: int) -> ImageResultDocument | None:
+        self._count()
+        raw = point_read(self._jobs, image_result_id(job_id, index), [job_id, image_bucket(index)])
+        return None if raw is None else ImageResultDocument.model_validate(raw)
 
     def upsert_image(self, doc: ImageResultDocument) -> None:
         self._upsert(doc)

@@ -40,24 +40,35 @@ class Thumbnail(NamedTuple):
     height: int
 
 
-class ImageResult(BaseModel):
+class ImageFacts(BaseModel):
+    """What was read from one image: the facts an image result reports (also its stored `result`)."""
+
+    byte_size: int = Field(description="Bytes of the original")
+    format: str | None = Field(
+        default=None, description="Sniffed from the bytes: jpeg, png, webp, gif, bmp, tiff or avif"
+    )
+    width: int | None = Field(default=None, description="Width as stored, before EXIF rotation")
+    height: int | None = Field(default=None, description="Height as stored, before EXIF rotation")
+    upright_width: int | None = Field(
+        default=None, description="Width after EXIF rotation: the frame thumbnails and face boxes use"
+    )
+    upright_height: int | None = Field(default=None, description="Height after EXIF rotation")
+    mode: str | None = Field(default=None, description="Pillow's mode of the stored image (RGB, CMYK, P, I;16, ...)")
+    frames: int | None = Field(default=None, description="Frames of an animated or multi-page image")
+    exif: ExifFacts | None = Field(default=None, description="EXIF facts (GPS coordinates are never read)")
+    phash: str | None = Field(default=None, description="64-bit perceptual hash, 16 hex digits")
+    dhash: str | None = Field(default=None, description="64-bit difference hash, 16 hex digits")
+    phash_mirror: str | None = Field(
+        default=None, description="pHash of the left-right mirror, to match flipped copies"
+    )
+    faces: list[Box] | None = Field(default=None, description="Face boxes in the upright frame; absent when not run")
+    people: list[Box] | None = Field(default=None, description="Person boxes in the upright frame; absent when not run")
+    timings_ms: dict[str, float] = Field(default_factory=dict, description="Milliseconds per pipeline step")
+
+
+class ImageResult(ImageFacts):
     ok: bool
     error: ImageError | None = None
-    byte_size: int
     sha256: str | None = None  # of the original bytes; set whenever the bytes were within the byte cap
-    format: str | None = None  # sniffed from the bytes: jpeg, png, webp, gif, bmp, tiff, avif
-    width: int | None = None  # as stored (before EXIF rotation)
-    height: int | None = None
-    upright_width: int | None = None  # after EXIF rotation: the frame thumbnails and boxes use
-    upright_height: int | None = None
-    mode: str | None = None  # Pillow's mode of the stored image (RGB, CMYK, P, I;16, ...)
-    frames: int | None = None
-    exif: ExifFacts | None = None
-    phash: str | None = None  # 64-bit, 16 hex digits
-    dhash: str | None = None
-    phash_mirror: str | None = None  # pHash of the left-right mirror, to match flipped copies
-    faces: list[Box] | None = None  # None when not run
-    people: list[Box] | None = None
-    timings_ms: dict[str, float] = Field(default_factory=dict)
     # The encoded thumbnails: uploaded by the caller, never serialised into a document.
     thumbnails: list[Thumbnail] = Field(default_factory=list, exclude=True, repr=False)

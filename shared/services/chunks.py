@@ -28,7 +28,13 @@ from shared.adapters.blobs import BlobNotFound, BlobTooLarge
 from shared.config import MANIFESTS_CONTAINER, ORIGINALS_CONTAINER, THUMBNAILS_CONTAINER
 from shared.fetch import FetchPolicy, guarded_client
 from shared.imaging import ImageResult
-from shared.messages import chunk_document_id, chunk_queue, continuation_message, image_result_id
+from shared.messages import (
+    chunk_document_id,
+    chunk_queue,
+    continuation_message,
+    image_result_id,
+    thumbnail_blob_name,
+)
 from shared.models import (
     ChunkDocument,
     ChunkMessage,
@@ -288,7 +294,8 @@ def _stored_result(ctx: AppContext, message: ChunkMessage, ref: ImageRef, result
     """Writes the image's thumbnails and registers it in the duplicate index, all at once (they are independent:
     done one after another they were most of a one-image job's time), and returns its result document."""
     pool = _image_writes_pool()
-    names = [f"thumbs/{result.sha256}/{t.size}.{t.format.value}" for t in result.thumbnails]
+    assert result.sha256 is not None  # a successful result always has its checksum
+    names = [thumbnail_blob_name(message.tenant_id, result.sha256, t.size, t.format.value) for t in result.thumbnails]
     uploads = [
         pool.submit(ctx.blobs.write, THUMBNAILS_CONTAINER, name, thumb.data, thumb.format.content_type)
         for name, thumb in zip(names, result.thumbnails, strict=True)

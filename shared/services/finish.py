@@ -3,7 +3,9 @@
 - `reconcile`: the job's duplicate groups, made exact and whole (library members included), written as documents
   of their own (at most GROUP_PART_MEMBERS members each, paged by the API), then a summary the timer folds in;
 - `callback`: one signed delivery attempt; a retryable failure schedules the next attempt as a new message with
-  back-off, so no consumer waits between attempts. The delivery state is a document the timer folds in.
+  back-off, so no consumer waits between attempts. The delivery state is a document the timer folds in;
+- `export`: the job's results as a JSON-lines blob, asked for by `GET /api/jobs/{id}/results.jsonl`: a page of
+  results a block, EXPORT_SECONDS of pages a message, so memory stays constant and any job size is exported.
 
 Both are idempotent: their documents have deterministic ids, and a message for an older end of the job (a replay
 reopened and ended it again) is dropped.
@@ -12,15 +14,17 @@ reopened and ended it again) is dropped.
 from __future__ import annotations
 
 import logging
+import time
 from datetime import timedelta
 
 from shared.callbacks import deliver_callback, next_attempt_delay
-from shared.config import FINISH_QUEUE
+from shared.config import EXPORTS_CONTAINER, FINISH_QUEUE
 from shared.fetch import FetchPolicy
 from shared.messages import (
     callback_document_id,
     duplicate_group_document_id,
     duplicates_document_id,
+    export_blob_name,
     finish_message,
 )
 from shared.models import (
@@ -30,12 +34,13 @@ from shared.models import (
     DuplicateGroupDocument,
     DuplicatesDocument,
     FinishMessage,
+    ImageResultDocument,
     JobDocument,
     utcnow,
 )
 from shared.services.context import AppContext
 from shared.services.imaging_step import job_duplicate_groups
-from shared.views import callback_payload
+from shared.views import callback_payload, image_result_item
 
 log = logging.getLogger(__name__)
 
@@ -43,6 +48,8 @@ GROUP_PART_MEMBERS = 2000  # ~70 KB a document: far under Cosmos' 2 MB whatever 
 # The timer sends a follow-up just before it records the job's end (so a crash in between cannot lose it): a
 # follow-up that arrives first waits for the record, a second at a time, this many times.
 MAX_WAITS = 30
+EXPORT_PAGE_IMAGES = 1000  # results a block of the export blob (~1-2 MB)
+EXPORT_SECONDS = 30.0  # pages exported by one message before it hands on to the next (well inside the lock)
 
 
 def handle_finish(ctx: AppContext, message: FinishMessage) -> str:
@@ -61,6 +68,8 @@ def handle_finish(ctx: AppContext, message: FinishMessage) -> str:
         return f"stale (the job is at end {job.ends}, {job.state.value})"
     if message.action == "reconcile":
         return reconcile_duplicates(ctx, job, message.end)
+    if message.action == "export":
+        return export_results(ctx, job, message)
     return attempt_callback(ctx, job, message)
 
 
@@ -115,3 +124,29 @@ def attempt_callback(ctx: AppContext, job: JobDocument, message: FinishMessage) 
         [CallbackDocument(id=callback_document_id(job.job_id), jobId=job.job_id, end=message.end, status=status)]
     )
     return f"callback {status.state} after attempt {message.attempt}"
+
+
+def export_results(ctx: AppContext, job: JobDocument, message: FinishMessage) -> str:
+    """Stages the job's results as blocks of JSON lines, in image order, and commits them once all are staged.
+    A redelivered message stages the same blocks again (same numbers, same content): the export is idempotent."""
+    name = export_blob_name(job.tenant_id, job.job_id, message.end)
+    blocks, token = message.export_blocks, message.export_continuation
+    started = time.monotonic()
+    while True:
+        rows, token = ctx.store.page_images(job.job_id, EXPORT_PAGE_IMAGES, token)
+        if rows:
+            lines = "".join(
+                image_result_item(ImageResultDocument.model_validate(row), job.tenant_id, None).model_dump_json()
+                + "\n"
+                for row in rows
+            )
+            ctx.blobs.stage_block(EXPORTS_CONTAINER, name, blocks, lines.encode())
+            blocks += 1
+        if token is None:
+            break
+        if time.monotonic() - started > EXPORT_SECONDS:
+            onward = message.model_copy(update={"export_blocks": blocks, "export_continuation": token})
+            ctx.bus.send(FINISH_QUEUE, [finish_message(onward)])
+            return f"export: {blocks} blocks staged, continuing"
+    ctx.blobs.commit_blocks(EXPORTS_CONTAINER, name, blocks, "application/x-ndjson")
+    return f"export: {blocks} blocks committed"

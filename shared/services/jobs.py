@@ -9,24 +9,51 @@ from __future__ import annotations
 
 import json
 import logging
+from collections.abc import Callable
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from pydantic import ValidationError
 
 from shared.adapters.blobs import BlobNotFound
-from shared.config import EXPAND_QUEUE, MANIFESTS_CONTAINER, Tier
-from shared.errors import ApiError, job_not_found
-from shared.messages import chunk_message, chunk_queue, expand_message, expansion_document_id, replay_message
+from shared.config import (
+    EXPAND_QUEUE,
+    EXPORTS_CONTAINER,
+    FINISH_QUEUE,
+    MANIFESTS_CONTAINER,
+    ORIGINALS_CONTAINER,
+    THUMBNAILS_CONTAINER,
+    Tier,
+)
+from shared.errors import ApiError, job_not_found, validation_error
+from shared.messages import (
+    chunk_message,
+    chunk_queue,
+    expand_message,
+    expansion_document_id,
+    export_blob_name,
+    finish_message,
+    manifest_blob_name,
+    replay_message,
+    single_image_ref,
+    upload_file_ref,
+    upload_record_name,
+)
 from shared.models import (
     ChunkMessage,
     DuplicateGroupItem,
     DuplicateGroupPage,
     ExpandMessage,
     ExpansionDocument,
+    ExportPending,
+    FinishMessage,
     ImagePage,
+    ImageResultDocument,
     JobAccepted,
     JobDocument,
+    JobPage,
     JobRequest,
+    JobSource,
     JobState,
     JobStatus,
     ReplayAccepted,
@@ -43,15 +70,14 @@ from shared.planning import (
 )
 from shared.services.context import AppContext
 from shared.services.quotas import reserve as reserve_quota
-from shared.views import job_status
+from shared.status import settle
+from shared.views import SignRead, image_result_item, job_entry, job_status
 
 log = logging.getLogger(__name__)
 
 MAX_PAGE_SIZE = 1000
-
-
-def manifest_blob_name(tenant_id: str, name: str) -> str:
-    return f"{tenant_id}/{name}"
+MAX_JOB_PAGE_SIZE = 100
+EXPORT_RETRY_SECONDS = 2
 
 
 def parse_job_request(body: bytes, max_inline_images: int) -> JobRequest:
@@ -73,68 +99,154 @@ def parse_job_request(body: bytes, max_inline_images: int) -> JobRequest:
     try:
         return JobRequest.model_validate(raw)
     except ValidationError as exc:
-        raise ApiError(400, "invalid_request", "the request body is invalid", validation_details(exc)) from None
-
-
-def validation_details(exc: ValidationError) -> list[dict[str, Any]]:
-    return [{"field": ".".join(str(p) for p in err["loc"]) or "body", "problem": err["msg"]} for err in exc.errors()]
+        raise validation_error(exc) from None
 
 
 def submit_job(ctx: AppContext, tenant: TenantDocument, body: bytes) -> JobAccepted:
-    settings = ctx.settings
-    request = parse_job_request(body, settings.max_inline_images)
+    request = parse_job_request(body, ctx.settings.max_inline_images)
     if request.callback_url is not None:
-        _check_callback_url(str(request.callback_url), settings.fetch_allow_loopback)
-    tier = Tier(tenant.tier)
-    lane = lane_for(tier, settings)
-    job_id = new_job_id()
-    refs = request.inline_refs
-    if refs is not None:
-        size = inline_chunk_size(refs, settings.chunk_size)
-        total_chunks = chunk_count(len(refs), size)
-        shards = shards_for(tier, settings, total_chunks)
-    else:
-        assert request.manifest is not None
-        manifest = manifest_blob_name(tenant.tenant_id, request.manifest)
-        _require_manifest(ctx, manifest)
-        total_chunks = None
-        shards = shards_for(tier, settings)
+        _check_callback_url(str(request.callback_url), ctx.settings.fetch_allow_loopback)
+    if request.upload is not None:
+        blobs = _uploaded_files(ctx, tenant, request.upload)
+        return _start_job(ctx, tenant, request.model_copy(update={"blobs": blobs}), "upload", new_job_id())
+    if request.manifest is not None:
+        return _start_manifest_job(ctx, tenant, request)
+    source: JobSource = "urls" if request.urls is not None else "blobs"
+    return _start_job(ctx, tenant, request, source, new_job_id())
 
-    job = JobDocument(
+
+def submit_image(
+    ctx: AppContext, tenant: TenantDocument, content_length: str | None, read_body: Callable[[], bytes]
+) -> JobAccepted:
+    """`POST /api/images`: the body is one image. Refused by its declared length before it is read when that is over
+    the cap; stored in the tenant's originals folder, then a one-image job (one chunk: the lane's express path)."""
+    limit = ctx.settings.image_max_bytes
+    try:
+        declared = int(content_length) if content_length is not None else None
+    except ValueError:
+        declared = None
+    if declared is None:
+        raise ApiError(411, "length_required", "send the image with a Content-Length header")
+    if declared > limit:
+        raise _image_too_large(declared, limit)
+    data = read_body()
+    if len(data) > limit:
+        raise _image_too_large(len(data), limit)
+    if not data:
+        raise ApiError(400, "empty_image", "the body is empty: send the image's bytes")
+    job_id = new_job_id()
+    ref = single_image_ref(job_id)
+    ctx.blobs.write(ORIGINALS_CONTAINER, f"{tenant.tenant_id}/{ref}", data, "application/octet-stream")
+    return _start_job(ctx, tenant, JobRequest(blobs=[ref]), "upload", job_id)
+
+
+def _image_too_large(size: int, limit: int) -> ApiError:
+    return ApiError(413, "image_too_large", f"{size} bytes is over the {limit}-byte limit", {"limit": limit})
+
+
+def _uploaded_files(ctx: AppContext, tenant: TenantDocument, upload: str) -> list[str]:
+    """The upload's files, in order, once every one of them is in storage."""
+    try:
+        record = ctx.blobs.read(MANIFESTS_CONTAINER, upload_record_name(tenant.tenant_id, upload), 16 << 20)
+    except BlobNotFound:
+        raise ApiError(400, "upload_not_found", f"no upload {upload!r} for this tenant", {"field": "upload"}) from None
+    expected = record.decode().split()
+    prefix = f"{tenant.tenant_id}/{upload_file_ref(upload, '')}"
+    stored = ctx.blobs.list_sizes(ORIGINALS_CONTAINER, prefix)
+    present = {name.removeprefix(f"{tenant.tenant_id}/") for name, _ in stored}
+    missing = [ref.removeprefix(upload_file_ref(upload, "")) for ref in expected if ref not in present]
+    if missing:
+        raise ApiError(
+            409,
+            "upload_incomplete",
+            f"{len(missing)} of the upload's {len(expected)} files have not been uploaded",
+            {"missing": missing[:20], "count": len(missing)},
+        )
+    return expected
+
+
+def _start_job(
+    ctx: AppContext, tenant: TenantDocument, request: JobRequest, source: JobSource, job_id: str
+) -> JobAccepted:
+    """A job of an inline list: its chunk messages go out in one batched send."""
+    settings = ctx.settings
+    tier = Tier(tenant.tier)
+    refs = request.inline_refs
+    assert refs is not None
+    size = inline_chunk_size(refs, settings.chunk_size)
+    total_chunks = chunk_count(len(refs), size)
+    job = _new_job(ctx, tenant, request, source, job_id, shards_for(tier, settings, total_chunks))
+    job.total_images, job.total_chunks = len(refs), total_chunks
+    reserve_quota(ctx, tenant, job_id, job.total_images)  # raises 429 quota_exceeded
+    _create(ctx, job)
+    chunks = list(inline_chunks(job_id, tenant.tenant_id, job.lane, request.options, refs, size))
+    _enqueue(ctx, job, lambda: ctx.bus.send(chunk_queue(chunks[0]), (chunk_message(c, job.shards) for c in chunks)))
+    return _accepted(job)
+
+
+def _start_manifest_job(ctx: AppContext, tenant: TenantDocument, request: JobRequest) -> JobAccepted:
+    """A job of a manifest: one expand message; the expander writes the chunk messages a batch at a time."""
+    assert request.manifest is not None
+    manifest = manifest_blob_name(tenant.tenant_id, request.manifest)
+    _require_manifest(ctx, manifest)
+    job_id = new_job_id()
+    job = _new_job(ctx, tenant, request, "manifest", job_id, shards_for(Tier(tenant.tier), ctx.settings))
+    job.manifest_blob = manifest
+    reserve_quota(ctx, tenant, job_id, None)  # raises 429 quota_exceeded; the images are charged once expanded
+    _create(ctx, job)
+
+    def enqueue() -> None:
+        ctx.store.upsert_expansion(ExpansionDocument(id=expansion_document_id(job_id), jobId=job_id))
+        expand = ExpandMessage(job_id=job_id, tenant_id=tenant.tenant_id, manifest_blob=manifest)
+        ctx.bus.send(EXPAND_QUEUE, [expand_message(expand)])
+
+    _enqueue(ctx, job, enqueue)
+    return _accepted(job)
+
+
+def _new_job(
+    ctx: AppContext, tenant: TenantDocument, request: JobRequest, source: JobSource, job_id: str, shards: int
+) -> JobDocument:
+    return JobDocument(
         id=job_id,
         jobId=job_id,
         tenantId=tenant.tenant_id,
-        lane=lane,
+        lane=lane_for(Tier(tenant.tier), ctx.settings),
         shards=shards,
-        source="urls" if request.urls is not None else "blobs" if request.blobs is not None else "manifest",
-        manifest_blob=None if refs is not None else manifest,
+        source=source,
         options=request.options,
         callback_url=str(request.callback_url) if request.callback_url else None,
-        total_images=len(refs) if refs is not None else None,
-        total_chunks=total_chunks,
         created_at=utcnow(),
     )
-    reserve_quota(ctx, tenant, job_id, job.total_images)  # raises 429 quota_exceeded
+
+
+def _create(ctx: AppContext, job: JobDocument) -> None:
+    """The job document, and its entry in the tenant's job list (first: a listed job always exists)."""
     ctx.store.create_job(job)
+    ctx.store.upsert_job_entry(job_entry(job))
+
+
+def _enqueue(ctx: AppContext, job: JobDocument, send: Callable[[], object]) -> None:
     try:
-        if refs is not None:
-            chunks = list(inline_chunks(job_id, tenant.tenant_id, lane, request.options, refs, size))
-            ctx.bus.send(chunk_queue(chunks[0]), (chunk_message(c, shards) for c in chunks))
-        else:
-            ctx.store.upsert_expansion(ExpansionDocument(id=expansion_document_id(job_id), jobId=job_id))
-            expand = ExpandMessage(job_id=job_id, tenant_id=tenant.tenant_id, manifest_blob=manifest)
-            ctx.bus.send(EXPAND_QUEUE, [expand_message(expand)])
+        send()
     except Exception:
-        log.exception("job %s: enqueueing failed; marking the job failed", job_id)
-        ctx.store.patch_job(job_id, {"state": JobState.FAILED.value, "finished_at": _now_iso()})
-        raise ApiError(503, "enqueue_failed", "the job could not be queued; try again", {"jobId": job_id}) from None
+        log.exception("job %s: enqueueing failed; marking the job failed", job.job_id)
+        ctx.store.patch_job(job.job_id, {"state": JobState.FAILED.value, "finished_at": _now_iso()})
+        job.state = JobState.FAILED
+        ctx.store.upsert_job_entry(job_entry(job))
+        raise ApiError(
+            503, "enqueue_failed", "the job could not be queued; try again", {"job_id": job.job_id}
+        ) from None
+
+
+def _accepted(job: JobDocument) -> JobAccepted:
     return JobAccepted(
-        job_id=job_id,
+        job_id=job.job_id,
         state=job.state,
-        lane=lane,
+        lane=job.lane,
         total_images=job.total_images,
-        total_chunks=total_chunks,
-        status_url=f"/api/jobs/{job_id}",
+        total_chunks=job.total_chunks,
+        status_url=f"/api/jobs/{job.job_id}",
     )
 
 
@@ -171,7 +283,13 @@ def _owned_job(ctx: AppContext, tenant: TenantDocument, job_id: str) -> tuple[Jo
 
 
 def get_job_status(ctx: AppContext, tenant: TenantDocument, job_id: str) -> JobStatus:
+    """The job's status. A one-chunk job (a single image, a small upload) shows its finished chunk at once rather
+    than after the status timer's next tick: one more point read, settled in memory exactly as the timer will."""
     job, _ = _owned_job(ctx, tenant, job_id)
+    if job.total_chunks == 1 and not job.state.terminal and not job.cancel_requested:
+        chunk = ctx.store.get_chunk(job_id, 0)
+        if chunk is not None and chunk.state == "done":
+            settle(job, [chunk], utcnow())
     return job_status(job)
 
 
@@ -186,7 +304,95 @@ def list_job_images(
         if continuation:
             raise ApiError(400, "invalid_continuation", "the continuation token is not valid") from exc
         raise
-    return ImagePage(items=items, continuation=token)
+    sign = _read_url_signer(ctx)
+    return ImagePage(
+        items=[image_result_item(ImageResultDocument.model_validate(i), tenant.tenant_id, sign) for i in items],
+        continuation=token,
+    )
+
+
+def _read_url_signer(ctx: AppContext) -> SignRead:
+    expiry = utcnow() + timedelta(seconds=ctx.settings.download_url_ttl_seconds)
+    return lambda container, name: ctx.blobs.read_url(container, name, expiry)
+
+
+def thumbnail_url(ctx: AppContext, tenant: TenantDocument, job_id: str, index: str, file_name: str) -> str:
+    """A read URL of one thumbnail of one image (`{size}.{format}`), for a redirect."""
+    image = _owned_image(ctx, tenant, job_id, index)
+    for thumbnail in image.thumbnails:
+        if f"{thumbnail['size']}.{thumbnail['format']}" == file_name:
+            return _read_url_signer(ctx)(THUMBNAILS_CONTAINER, str(thumbnail["blob"]))
+    made = ", ".join(f"{t['size']}.{t['format']}" for t in image.thumbnails) or "none"
+    raise ApiError(404, "thumbnail_not_found", f"image {index} has no thumbnail {file_name!r} (it has: {made})")
+
+
+def original_url(ctx: AppContext, tenant: TenantDocument, job_id: str, index: str) -> str:
+    """A read URL of an image's original, when it is a blob in the tenant's originals folder."""
+    image = _owned_image(ctx, tenant, job_id, index)
+    if image.kind != "blob" or not image.ok:
+        raise ApiError(404, "original_not_stored", f"image {index}'s original is not in your originals folder")
+    return _read_url_signer(ctx)(ORIGINALS_CONTAINER, f"{tenant.tenant_id}/{image.ref}")
+
+
+def _owned_image(ctx: AppContext, tenant: TenantDocument, job_id: str, index: str) -> ImageResultDocument:
+    _owned_job(ctx, tenant, job_id)
+    image = ctx.store.get_image(job_id, int(index)) if index.isdigit() and len(index) < 10 else None
+    if image is None:
+        raise ApiError(404, "image_not_found", f"job {job_id!r} has no result for image {index!r} (yet)")
+    return image
+
+
+def list_jobs(
+    ctx: AppContext,
+    tenant: TenantDocument,
+    states: str | None,
+    created_after: str | None,
+    created_before: str | None,
+    page_size: str | None,
+    continuation: str | None,
+) -> JobPage:
+    """The tenant's jobs, newest first, optionally of some states and created in a time range."""
+    size = _page_size(page_size, default=20, maximum=MAX_JOB_PAGE_SIZE)
+    wanted = _states(states)
+    after, before = _instant(created_after, "created_after"), _instant(created_before, "created_before")
+    try:
+        ids, token = ctx.store.page_job_entries(tenant.tenant_id, wanted, after, before, size, continuation or None)
+    except Exception as exc:
+        if continuation:
+            raise ApiError(400, "invalid_continuation", "the continuation token is not valid") from exc
+        raise
+    jobs = ctx.store.get_jobs(ids)
+    # The entry's state can trail the job's by a roll-up: the job document decides.
+    shown = [jobs[i] for i in ids if i in jobs and (wanted is None or jobs[i].state.value in wanted)]
+    return JobPage(items=[job_status(j) for j in shown], continuation=token)
+
+
+def _states(text: str | None) -> list[str] | None:
+    if not text:
+        return None
+    states = [s.strip() for s in text.split(",") if s.strip()]
+    unknown = [s for s in states if s not in JobState.__members__.values()]
+    if unknown or not states:
+        raise ApiError(
+            400,
+            "invalid_state",
+            f"state must be a comma-separated list of {', '.join(s.value for s in JobState)}",
+            {"field": "state", "unknown": unknown},
+        )
+    return states
+
+
+def _instant(text: str | None, field: str) -> str | None:
+    """An ISO 8601 time from the query string, as the stored form (UTC, ISO) so it compares as text."""
+    if not text:
+        return None
+    try:
+        moment = datetime.fromisoformat(text.replace("Z", "+00:00"))
+    except ValueError:
+        raise ApiError(400, "invalid_time", f"{field} must be an ISO 8601 time", {"field": field}) from None
+    if moment.tzinfo is None:
+        moment = moment.replace(tzinfo=UTC)
+    return moment.astimezone(UTC).isoformat().replace("+00:00", "Z")
 
 
 def list_duplicate_groups(
@@ -206,13 +412,13 @@ def list_duplicate_groups(
     return DuplicateGroupPage(items=[DuplicateGroupItem.model_validate(i) for i in items], continuation=token)
 
 
-def _page_size(page_size: str | None) -> int:
+def _page_size(page_size: str | None, default: int = 100, maximum: int = MAX_PAGE_SIZE) -> int:
     try:
-        size = int(page_size or 100)
+        size = int(page_size or default)
     except ValueError:
         size = -1
-    if not 1 <= size <= MAX_PAGE_SIZE:
-        raise ApiError(400, "invalid_page_size", f"pageSize must be 1 to {MAX_PAGE_SIZE}", {"field": "pageSize"})
+    if not 1 <= size <= maximum:
+        raise ApiError(400, "invalid_page_size", f"page_size must be 1 to {maximum}", {"field": "page_size"})
     return size
 
 
@@ -246,3 +452,24 @@ def replay_dead_letters(ctx: AppContext, tenant: TenantDocument, job_id: str) ->
         left, _ = ctx.store.unreplayed_dead_letters(job_id, ctx.settings.replay_batch_chunks)
         remaining = len(left)
     return ReplayAccepted(job_id=job_id, replayed_chunks=sorted(d.chunk for d in pending), remaining=remaining)
+
+
+def export_results(ctx: AppContext, tenant: TenantDocument, job_id: str) -> str | ExportPending:
+    """A read URL of the finished job's results as JSON lines, or, while that blob is being built, how long to wait
+    (asking again costs one existence check; the build is asked for with a deterministic message id, so polling
+    does not start it twice)."""
+    job, _ = _owned_job(ctx, tenant, job_id)
+    if not job.state.terminal:
+        raise ApiError(
+            409,
+            "job_not_finished",
+            "results are exported once the job has ended; page GET /api/jobs/{id}/images meanwhile",
+            {"state": job.state.value},
+        )
+    if job.ends == 0:
+        raise ApiError(409, "no_results", "the job ended before any image was processed")
+    name = export_blob_name(tenant.tenant_id, job_id, job.ends)
+    if ctx.blobs.exists(EXPORTS_CONTAINER, name):
+        return _read_url_signer(ctx)(EXPORTS_CONTAINER, name)
+    ctx.bus.send(FINISH_QUEUE, [finish_message(FinishMessage(job_id=job_id, action="export", end=job.ends))])
+    return ExportPending(job_id=job_id, retry_after_seconds=EXPORT_RETRY_SECONDS)

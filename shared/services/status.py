@@ -37,16 +37,15 @@ from shared.models import (
     CallbackStatus,
     ChunkMessage,
     DeadLetterDocument,
-    DuplicatesSummary,
     ExpandMessage,
     FinishMessage,
     JobDocument,
-    JobState,
     RollUpCursor,
     utcnow,
 )
 from shared.services.context import AppContext
-from shared.status import apply_progress, fold_changes
+from shared.status import settle
+from shared.views import job_entry
 
 log = logging.getLogger(__name__)
 
@@ -161,18 +160,17 @@ def _roll_up_job(ctx: AppContext, job_id: str, changes: list[Change], now: datet
         log.warning("job %s: %d changed documents but no job document; ignored", job_id, len(changes))
         return _JobOutcome(folded=True)
     job, etag = found
-    folded = fold_changes(job, [c.document for c in changes])
+    state_before = job.state
+    settled = settle(job, [c.document for c in changes], now)
     outcome = _JobOutcome()
     follow_ups: list[FinishMessage] = []
-    if apply_progress(job, now, folded.newly_finished):
+    if settled.ended:
         outcome.finished = True
-        job.ends += 1
-        if "dedup" in job.options.analyses and job.state != JobState.CANCELLED:
-            job.duplicates = DuplicatesSummary(state="pending")
+        if job.duplicates.state == "pending":
             follow_ups.append(FinishMessage(job_id=job_id, action="reconcile", end=job.ends))
         elif job.callback_url:
             follow_ups.append(_callback_follow_up(job))
-    elif folded.duplicates_ready and job.callback_url and job.state.terminal:
+    elif settled.folded.duplicates_ready and job.callback_url and job.state.terminal:
         follow_ups.append(_callback_follow_up(job))
     if follow_ups:
         # Sent before the replace: their ids are deterministic, so if the replace loses and the next tick decides
@@ -182,9 +180,20 @@ def _roll_up_job(ctx: AppContext, job_id: str, changes: list[Change], now: datet
     job.rolled_up_at = now
     if ctx.store.replace_job(job, etag):
         outcome.folded, outcome.updated = True, 1
+        if job.state != state_before:
+            _update_job_entry(ctx, job)
     else:
         outcome.conflict = 1
     return outcome
+
+
+def _update_job_entry(ctx: AppContext, job: JobDocument) -> None:
+    """The tenant's job list filters by the entry's state; the listing re-checks each job's own state, so a failed
+    write here only leaves the job out of a filtered list, never shows it wrongly."""
+    try:
+        ctx.store.upsert_job_entry(job_entry(job))
+    except Exception:
+        log.exception("job %s: its job-list entry could not be updated to %s", job.job_id, job.state.value)
 
 
 def _callback_follow_up(job: JobDocument) -> FinishMessage:

@@ -3,6 +3,7 @@ Azurite, the Cosmos emulator and the Service Bus emulator, with images served fr
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import time
@@ -22,6 +23,9 @@ from shared.services.context import AppContext
 from shared.services.tenants import create_tenant
 from tests.core.image_server import ImageServer, running_image_server
 
+# The operator view's key (the host is given its SHA-256 only, as in Azure).
+OPERATOR_KEY = "test-operator-key"
+
 # Small chunks and a fast timer so a test sees many chunks and quick roll-ups; a free-tier job may hold only one
 # session at a time, so the concurrency cap is below what the host could give it (and the test can fail).
 TEST_SETTINGS = {
@@ -33,6 +37,10 @@ TEST_SETTINGS = {
     "TIER_JOB_CONCURRENCY": "new=2,enterprise=2,free=1",
     "FUNCTIONS_WORKER_PROCESS_COUNT": "2",
     "CALLBACK_MAX_ATTEMPTS": "3",
+    # Small caps, so the tests of refusals send megabytes, not the defaults' tens of megabytes.
+    "IMAGE_MAX_BYTES": "8000000",
+    "FUNCTIONS_REQUEST_BODY_SIZE_LIMIT": "16000000",
+    "ADMIN_API_KEY_SHA256": hashlib.sha256(OPERATOR_KEY.encode()).hexdigest(),
     # Limits generous enough never to touch other tests (tests/core/test_limits.py starts a host with tight ones).
     "TIER_API_RATE": "new=1000,enterprise=1000,free=1000",
     "TIER_API_BURST": "new=1000,enterprise=1000,free=1000",
@@ -90,7 +98,7 @@ class Api:
         groups: dict[int, list[str]] = {}
         token: str | None = None
         while True:
-            query = "?pageSize=50" + (f"&continuation={quote(token, safe='')}" if token else "")
+            query = "?page_size=50" + (f"&continuation={quote(token, safe='')}" if token else "")
             code, _, page = self.call("GET", f"/jobs/{job_id}/duplicates{query}", key)
             assert code == 200, page
             for item in page["items"]:

@@ -51,8 +51,11 @@ def test_malformed_bodies_are_400_naming_the_field(app_host: Api, tenant_new: Ap
     assert code == 400
     assert any(d["field"].startswith("options.thumbnail_sizes") for d in _error(body)["details"]), body
 
-    code, _, body = app_host.call("POST", "/jobs", tenant_new.key, {"urls": ["ftp://x/a.jpg"]})
-    assert code == 400 and "image 0" in str(_error(body)["details"])
+    # A bad item is named by its path in the body; so is an empty list.
+    code, _, body = app_host.call("POST", "/jobs", tenant_new.key, {"urls": ["http://x/a.jpg", "ftp://x/a.jpg"]})
+    assert code == 400 and [d["field"] for d in _error(body)["details"]] == ["urls.1"], body
+    code, _, body = app_host.call("POST", "/jobs", tenant_new.key, {"blobs": []})
+    assert code == 400 and [d["field"] for d in _error(body)["details"]] == ["blobs"], body
 
     code, _, body = app_host.call("POST", "/jobs", tenant_new.key, {"urls": ["http://127.0.0.1/a"], "colour": 1})
     assert code == 400 and any(d["field"] == "colour" for d in _error(body)["details"])

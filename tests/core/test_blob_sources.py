@@ -37,7 +37,7 @@ def test_blob_images_get_thumbnails_and_duplicate_groups(
     assert status["errors"] == {"not_found": 2}
     assert app_host.duplicate_groups(tenant.key, job_id) == [[f"{job_id}.0", f"{job_id}.1"]]
 
-    _, _, page = app_host.call("GET", f"/jobs/{job_id}/images?pageSize=10", tenant.key)
+    _, _, page = app_host.call("GET", f"/jobs/{job_id}/images?page_size=10", tenant.key)
     by_index = {item["index"]: item for item in page["items"]}
     first = by_index[0]
     assert first["ok"] and first["result"]["width"] == 400 and first["result"]["format"] == "jpeg"
@@ -50,7 +50,7 @@ def test_blob_images_get_thumbnails_and_duplicate_groups(
         (128, "webp"),
     }
     for thumb in first["thumbnails"]:
-        assert thumb["blob"] == f"thumbs/{first['sha256']}/{thumb['size']}.{thumb['format']}"
+        assert thumb["blob"] == f"{tenant.tenant_id}/thumbs/{first['sha256']}/{thumb['size']}.{thumb['format']}"
         stored = app_context.blobs.read(THUMBNAILS_CONTAINER, thumb["blob"], 1 << 20)
         assert stored[:3] == b"\xff\xd8\xff" if thumb["format"] == "jpeg" else stored[8:12] == b"WEBP"
         assert max(thumb["width"], thumb["height"]) == thumb["size"]

@@ -23,7 +23,7 @@ def _all_images(api: Api, key: str, job_id: str, page_size: int = 500) -> list[d
     items: list[dict[str, Any]] = []
     token: str | None = None
     while True:
-        query = f"?pageSize={page_size}" + (f"&continuation={_quote(token)}" if token else "")
+        query = f"?page_size={page_size}" + (f"&continuation={_quote(token)}" if token else "")
         code, _, page = api.call("GET", f"/jobs/{job_id}/images{query}", key)
         assert code == 200, page
         items += page["items"]
@@ -189,7 +189,7 @@ def test_a_dead_lettered_chunk_shows_on_the_job_and_replays(
 
     app_context.blobs.write(MANIFESTS_CONTAINER, manifest, lines, "text/plain")
     code, _, replay = app_host.call("POST", f"/jobs/{job_id}/replay", tenant_new.key)
-    assert code == 202 and replay["replayedChunks"] == [0]
+    assert code == 202 and replay["replayed_chunks"] == [0]
     deadline = time.monotonic() + 60
     while time.monotonic() < deadline:
         _, _, status = app_host.call("GET", f"/jobs/{job_id}", tenant_new.key)
@@ -201,4 +201,4 @@ def test_a_dead_lettered_chunk_shows_on_the_job_and_replays(
     assert status["counts"] == {"succeeded": 2, "failed": 0, "skipped": 0}
     assert status["dead_lettered_chunks"][0]["replayed"] is True
     code, _, again = app_host.call("POST", f"/jobs/{job_id}/replay", tenant_new.key)
-    assert code == 202 and again["replayedChunks"] == []
+    assert code == 202 and again["replayed_chunks"] == []

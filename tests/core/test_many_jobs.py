@@ -46,7 +46,7 @@ def test_500_single_image_jobs_at_once_all_finish_with_exactly_one_result_each(
     assert all(s["counts"] == {"succeeded": 1, "failed": 0, "skipped": 0} for s in statuses)
 
     def results(job_id: str) -> list[dict[str, Any]]:
-        code, _, page = app_host.call("GET", f"/jobs/{job_id}/images?pageSize=10", tenant.key)
+        code, _, page = app_host.call("GET", f"/jobs/{job_id}/images?page_size=10", tenant.key)
         assert code == 200, page
         return list(page["items"])
 

@@ -35,7 +35,7 @@ def _job(job_id: str) -> JobDocument:
 
 
 @pytest.mark.slow
-def test_idle_jobs_cost_nothing_and_each_changed_job_costs_a_read_and_a_replace(rollup_context: AppContext) -> None:
+def test_idle_jobs_cost_nothing_and_a_changed_job_costs_a_few_requests(rollup_context: AppContext) -> None:
     ctx = rollup_context
     job_ids = [f"jroll{n:05d}" for n in range(IDLE_JOBS)]
     for job_id in job_ids:
@@ -58,7 +58,8 @@ def test_idle_jobs_cost_nothing_and_each_changed_job_costs_a_read_and_a_replace(
     busy = roll_up_status(ctx)
     assert busy.jobs_changed == CHANGED_JOBS and sorted(busy.jobs_finished) == changed, busy
     assert busy.conflicts == 0 and busy.failures == 0
-    assert busy.cosmos_requests <= CONSTANT_REQUESTS + 2 * CHANGED_JOBS, busy
+    # A read and a replace a job; these jobs also end, which updates their line in the tenant's job list.
+    assert busy.cosmos_requests <= CONSTANT_REQUESTS + 3 * CHANGED_JOBS, busy
 
     again = roll_up_status(ctx)  # the same changes are inside the overlap: recognised, not folded again
     assert again.jobs_changed == 0 and again.cosmos_requests <= CONSTANT_REQUESTS, again
