@@ -256,10 +256,10 @@ def polite_fetch(
             if error.code == FetchErrorCode.HOST_BUSY or attempts >= polite.max_attempts:
                 return PoliteOutcome(None, error, attempts)
             delay = retry_delay(error, attempts, polite, rng)
+            if delay is not None and delay[1] and host is not None:
+                gate.rest(host, delay[0])  # the origin asked: whether or not this image waits, the others do
             if delay is None or time.monotonic() + delay[0] > wait_limit:
                 return PoliteOutcome(None, error, attempts)
-            if delay[1] and host is not None:
-                gate.rest(host, delay[0])
             log.info("fetch %s: %s; attempt %d in %.2f s", error.url or "?", error.code.value, attempts + 1, delay[0])
             sleep(delay[0])
 
