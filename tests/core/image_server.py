@@ -116,6 +116,9 @@ def running_image_server() -> Iterator[ImageServer]:
                 self._send(404, b"not found", "text/plain")
 
         def _capped(self, cap: int, delay_ms: int, n: int) -> None:
+            # Counted from the request's arrival until just before the answer is sent: inside the client's own
+            # request, so two counted at once were two requests of the client's at once (a count ending after the
+            # send could still be running when the client, answer in hand, has sent its next request).
             with lock:
                 state.in_flight += 1
                 state.max_in_flight = max(state.max_in_flight, state.in_flight)
@@ -123,13 +126,13 @@ def running_image_server() -> Iterator[ImageServer]:
                 state.over_cap += over
             try:
                 time.sleep(delay_ms / 1000)
-                if over:
-                    self._send(503, b"too many connections", "text/plain")
-                else:
-                    self._send(200, state.images[n % len(state.images)])
             finally:
                 with lock:
                     state.in_flight -= 1
+            if over:
+                self._send(503, b"too many connections", "text/plain")
+            else:
+                self._send(200, state.images[n % len(state.images)])
 
         def do_POST(self) -> None:
             body = self.rfile.read(int(self.headers.get("Content-Length", "0")))
