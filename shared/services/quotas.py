@@ -74,11 +74,18 @@ class Refusal:
 
 
 def _still_active(ctx: AppContext, job_ids: list[str]) -> list[str]:
+    """The jobs among these not finished. A one-chunk job whose chunk is done counts as finished before the status
+    timer has written so (GET /api/jobs/{id} already shows it finished: a tenant told so may submit again)."""
     active = []
     for job_id in job_ids:
         found = ctx.store.get_job(job_id)
-        if found is not None and not found[0].state.terminal:
-            active.append(job_id)
+        if found is None or found[0].state.terminal:
+            continue
+        if found[0].total_chunks == 1:
+            chunk = ctx.store.get_chunk(job_id, 0)
+            if chunk is not None and chunk.state == "done":
+                continue
+        active.append(job_id)
     return active
 
 
