@@ -1,9 +1,11 @@
 #!/usr/bin/env node
 // Starts @vercel/cosmosdb-server (HTTPS, its bundled self-signed certificate) through its public API rather than
 // its CLI, to turn on HTTP keep-alive: the CLI answers every request with `Connection: close`, so each SDK call paid
-// a TLS handshake on both sides (notes/local-emulators-facts.md). Usage: cosmos_server.js --host H --port P
+// a TLS handshake on both sides (notes/local-emulators-facts.md).
+// Usage: cosmos_server.js --host H --port P [--data-dir DIR]
 //
-// It also mends two things in the package (devstack/cosmos_patches.js), before the package is loaded.
+// It also mends two things in the package (devstack/cosmos_patches.js), before the package is loaded, and with
+// --data-dir keeps its state across restarts in DIR/cosmos.json (devstack/cosmos_persistence.js).
 "use strict";
 require("./cosmos_patches").apply();
 
@@ -16,6 +18,8 @@ const option = (name, fallback) => {
 };
 const host = option("--host", "127.0.0.1");
 const port = parseInt(option("--port", "3000"), 10);
+const dataDir = option("--data-dir", null);
+if (dataDir) require("./cosmos_persistence").enable(dataDir);
 
 const server = createHttpsServer({ keepAlive: true });
 // Idle keep-alive connections are closed after 30 s; the SDK's pool opens a new one when it needs to.

@@ -34,6 +34,8 @@ AZURITE_KEY = "Eby8vdM02xNOcqFlqUwJPLlmEtlCDXJ1OUzFT50uSRZ6IFsuFq2UVErCz4I6tq/K1
 COSMOS_EMULATOR_KEY = "C2y6yDjf5/R+ob0N8A7Cgv30VRDJIWEHLM+4QDU5DE2nQ9nDuVTqobD4b8mGGyPMbIZnqyMsEcaGQy67XIw/Jw=="
 
 ALL_SERVICES = ("azurite", "cosmos", "servicebus")
+# Where each service keeps its data under the stack's data directory.
+_DATA_SUBDIRECTORY = {"azurite": "azurite", "cosmos": "cosmos", "servicebus": "servicebus"}
 
 
 @dataclass(frozen=True)
@@ -84,6 +86,9 @@ class LocalStack:
     data_dir: Path
     ports: StackPorts = field(default_factory=StackPorts)
     servicebus_config: Path = SERVICEBUS_CONFIG
+    # Keep the Cosmos emulator's state in `<data_dir>/cosmos` across restarts (Azurite and the Service Bus emulator
+    # always keep theirs on disk). Off for a throw-away stack that is never restarted: snapshots cost CPU.
+    persist_cosmos: bool = True
     processes: list[StackProcess] = field(default_factory=list)
     _popens: dict[int, subprocess.Popen[bytes]] = field(default_factory=dict, repr=False)
 
@@ -172,7 +177,10 @@ class LocalStack:
             # Through a launcher that turns on keep-alive (the package's CLI closes every connection).
             launcher = ROOT / "devstack" / "cosmos_server.js"
             node = shutil.which("node") or "node"
-            return [node, str(launcher), "--host", "127.0.0.1", "--port", str(p.cosmos)], p.cosmos
+            command = [node, str(launcher), "--host", "127.0.0.1", "--port", str(p.cosmos)]
+            if self.persist_cosmos:
+                command += ["--data-dir", str(self.data_dir / "cosmos")]
+            return command, p.cosmos
         if name == "servicebus":
             return [
                 sys.executable,
@@ -217,6 +225,47 @@ class LocalStack:
                 return
             time.sleep(0.1)
         raise TimeoutError(f"{proc.name} did not answer on 127.0.0.1:{proc.port}; see {proc.log}:\n{_tail(proc.log)}")
+
+    def restart(self, name: str, *, kill: bool = False, down_seconds: float = 0.0, timeout: float = 60.0) -> None:
+        """Stops one service (SIGTERM, or SIGKILL with `kill`: no chance to save anything) and starts it again on
+        the same port with the same data directory, once the port is free again."""
+        proc = self.process(name)
+        popen = self._popens.pop(proc.pid, None)
+        if kill:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(proc.pid, signal.SIGKILL)
+            if popen is not None:
+                popen.wait(10)
+        else:
+            stop_pid(proc.pid, grace=15, popen=popen)
+        self.processes.remove(proc)
+        deadline = time.monotonic() + timeout
+        while port_answers(proc.port):
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"{name}: port {proc.port} still answers after the stop")
+            time.sleep(0.05)
+        time.sleep(down_seconds)
+        self._start_one(name)
+        self._wait_until_answers(self.process(name), time.monotonic() + timeout)
+        self._write_pids()
+
+    def process(self, name: str) -> StackProcess:
+        for proc in self.processes:
+            if proc.name == name:
+                return proc
+        raise LookupError(f"{name} is not running in this stack")
+
+    def reset(self, services: Sequence[str] = ALL_SERVICES) -> list[Path]:
+        """Deletes the data of the given services (the stack must be stopped). Returns the directories removed."""
+        if self.processes:
+            raise RuntimeError("stop the stack before resetting its data")
+        removed = []
+        for name in services:
+            directory = self.data_dir / _DATA_SUBDIRECTORY[name]
+            if directory.exists():
+                shutil.rmtree(directory)
+                removed.append(directory)
+        return removed
 
     def stop(self, grace: float = 10.0) -> None:
         for proc in reversed(self.processes):

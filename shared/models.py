@@ -106,6 +106,16 @@ class JobRequest(Strict):
     options: JobOptions = Field(default_factory=JobOptions)
     callback_url: HttpUrl | None = Field(default=None, description="POSTed a signed summary when the job ends")
 
+    @model_validator(mode="before")
+    @classmethod
+    def _no_explicit_nulls(cls, data: Any) -> Any:
+        # The schema lists these as optional, not nullable: leave one out rather than send null.
+        if isinstance(data, dict):
+            for name in (*JOB_SOURCES, "callback_url"):
+                if name in data and data[name] is None:
+                    raise ValueError(f"'{name}' is null: leave it out instead")
+        return data
+
     @model_validator(mode="after")
     def _exactly_one_source(self) -> JobRequest:
         given = [name for name in JOB_SOURCES if getattr(self, name) is not None]

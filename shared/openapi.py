@@ -25,6 +25,7 @@ from shared.models import (
     UploadRequest,
     UsageReport,
 )
+from shared.paging import TOKEN_PATTERN
 
 _REQUESTS: list[type[BaseModel]] = [JobRequest, UploadRequest]
 _RESPONSES: list[type[BaseModel]] = [
@@ -84,7 +85,11 @@ def _query(name: str, schema: dict[str, Any], description: str) -> dict[str, Any
 def _paging(maximum: int, default: int) -> list[dict[str, Any]]:
     return [
         _query("page_size", {"type": "integer", "minimum": 1, "maximum": maximum, "default": default}, "Items a page"),
-        _query("continuation", {"type": "string"}, "The `continuation` of the previous page"),
+        _query(
+            "continuation",
+            {"type": "string", "pattern": TOKEN_PATTERN},
+            "The `continuation` of the previous page, unchanged (a token of another route or job is refused)",
+        ),
     ]
 
 
@@ -93,8 +98,14 @@ def _path(name: str, description: str) -> dict[str, Any]:
 
 
 def _one_source(schema: dict[str, Any]) -> dict[str, Any]:
-    """JobRequest takes exactly one image source: said in the schema too, not only enforced."""
+    """JobRequest takes exactly one image source, and none of them (nor the callback URL) as null: said in the
+    schema too, not only enforced."""
     schema["oneOf"] = [{"required": [name]} for name in JOB_SOURCES]
+    for name in (*JOB_SOURCES, "callback_url"):
+        field = schema["properties"][name]
+        kinds = [k for k in field.pop("anyOf") if k.get("type") != "null"]
+        field.update(kinds[0])
+        field.pop("default", None)
     return schema
 
 

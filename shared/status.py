@@ -204,7 +204,6 @@ def apply_progress(job: JobDocument, now: datetime, newly_finished: Iterable[int
         return False
     job.state = end_state(job, counts, bool(unresolved))
     job.finished_at = job.last_chunk_finished_at or now
-    job.eta_seconds = 0.0
     job.running = {}
     if job.started_at is None:
         job.started_at = job.finished_at
@@ -212,19 +211,38 @@ def apply_progress(job: JobDocument, now: datetime, newly_finished: Iterable[int
     return True
 
 
-def _throughput(job: JobDocument, counts: ImageCounts, until: datetime) -> None:
-    """Images/s since the first chunk started, and the ETA from it. None until the interval is long enough to mean
-    something: a rate from a near-zero interval is noise, not a figure."""
+def _throughput(job: JobDocument, counts: ImageCounts, now: datetime) -> None:
+    """Images/s from the first chunk's start to `now` (to the job's end once it has ended), and the ETA from it.
+
+    - None until the interval is long enough to mean something: a rate from a near-zero interval is noise, not a
+      figure (a one-image job's start and end can be the same instant).
+    - An ended job's figures are final: measured to its end, never to the tick that happens to re-read it (a later
+      tick that folds its duplicates summary or callback state would otherwise shrink the rate towards zero).
+    - The ETA is None while it cannot be known (no rate yet, or the total is unknown while a manifest expands),
+      0 once nothing is left.
+    """
+    if job.state.terminal:
+        job.eta_seconds = 0.0
+    until = job.finished_at if job.state.terminal and job.finished_at is not None else now
     if job.started_at is None or not counts.done:
+        job.images_per_second = None
+        if not job.state.terminal:
+            job.eta_seconds = None
         return
     elapsed = (until - job.started_at).total_seconds()
     if elapsed < MIN_RATE_INTERVAL_SECONDS:
         job.images_per_second = None
-        job.eta_seconds = None if not job.state.terminal else 0.0
+        if not job.state.terminal:
+            job.eta_seconds = None
         return
     job.images_per_second = round(counts.done / elapsed, 3)
-    remaining = (job.total_images or 0) - counts.done
-    job.eta_seconds = round(remaining / job.images_per_second, 1) if job.total_images and remaining > 0 else 0.0
+    if job.state.terminal:
+        return
+    if job.total_images is None:
+        job.eta_seconds = None
+        return
+    remaining = max(job.total_images - counts.done, 0)
+    job.eta_seconds = round(remaining * elapsed / counts.done, 1)
 
 
 def end_state(job: JobDocument, counts: ImageCounts, has_dead_letters: bool) -> JobState:

@@ -26,7 +26,8 @@ def pytest_configure(config: pytest.Config) -> None:
 
 @pytest.fixture(scope="session")
 def local_stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalStack]:
-    stack = LocalStack(data_dir=Path(tmp_path_factory.mktemp("stack")), ports=StackPorts.free())
+    # Never restarted: no Cosmos snapshots (they cost the emulator CPU for nothing here).
+    stack = LocalStack(data_dir=Path(tmp_path_factory.mktemp("stack")), ports=StackPorts.free(), persist_cosmos=False)
     stack.start()
     try:
         yield stack
@@ -37,7 +38,9 @@ def local_stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalStack
 @pytest.fixture(scope="session")
 def storage_stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalStack]:
     """Azurite and Cosmos only, for tests that need no Service Bus."""
-    stack = LocalStack(data_dir=Path(tmp_path_factory.mktemp("storage-stack")), ports=StackPorts.free())
+    stack = LocalStack(
+        data_dir=Path(tmp_path_factory.mktemp("storage-stack")), ports=StackPorts.free(), persist_cosmos=False
+    )
     stack.start(services=("azurite", "cosmos"))
     try:
         yield stack

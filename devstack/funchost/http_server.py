@@ -28,6 +28,9 @@ log = logging.getLogger("funchost")
 
 AdminView = Callable[[], Any]
 
+# The methods an HTTP trigger can be bound to. Any other (TRACE, CONNECT, an unknown token) never reaches a function.
+SERVED_METHODS = frozenset({"GET", "POST", "PUT", "DELETE", "PATCH", "HEAD", "OPTIONS"})
+
 
 class FunctionsHttpServer(ThreadingHTTPServer):
     daemon_threads = True
@@ -69,6 +72,9 @@ class _FunctionsRequestHandler(BaseHTTPRequestHandler):
             self._send(HTTPStatus.REQUEST_ENTITY_TOO_LARGE, [], b"")
             return
         url = urlsplit(self.path)
+        if self.command not in SERVED_METHODS:
+            self._send_method_not_allowed(self._methods_for(url.path))
+            return
         if url.path.startswith("/admin/") and self.command == "GET":
             self._answer_admin(url.path)
             return
@@ -82,7 +88,7 @@ class _FunctionsRequestHandler(BaseHTTPRequestHandler):
             self._send(HTTPStatus.NOT_FOUND, [], b"")
             return
         except MethodNotAllowedError as error:
-            self._send(HTTPStatus.METHOD_NOT_ALLOWED, [("Allow", ", ".join(error.allowed))], b"")
+            self._send_method_not_allowed(error.allowed)
             return
         request = HttpRequestData(
             method=self.command,
@@ -100,6 +106,31 @@ class _FunctionsRequestHandler(BaseHTTPRequestHandler):
         self._send(response.status_code, response.headers, response.body)
 
     do_GET = do_POST = do_PUT = do_DELETE = do_PATCH = do_HEAD = do_OPTIONS = _handle
+
+    def __getattr__(self, name: str) -> Any:
+        # BaseHTTPRequestHandler looks up `do_<METHOD>` and answers a bare HTML 501 when there is none (TRACE,
+        # CONNECT, any token): route every method through _handle, which answers the unserved ones with a JSON 405.
+        if name.startswith("do_"):
+            return self._handle
+        raise AttributeError(name)
+
+    def _methods_for(self, path: str) -> list[str]:
+        """The served methods that the routes matching `path` accept (all served ones when it matches none)."""
+        below_prefix = self._below_route_prefix(path)
+        allowed = self.server.routes.allowed_methods(below_prefix) if below_prefix is not None else None
+        return sorted((allowed or SERVED_METHODS) & SERVED_METHODS)
+
+    def _send_method_not_allowed(self, allowed: list[str]) -> None:
+        error = {
+            "code": "method_not_allowed",
+            "message": f"{self.command} is not allowed here; allowed: {', '.join(allowed)}",
+            "details": {"method": self.command, "allowed": allowed},
+        }
+        self._send(
+            HTTPStatus.METHOD_NOT_ALLOWED,
+            [("Allow", ", ".join(allowed)), ("Content-Type", "application/json")],
+            json.dumps({"error": error}).encode(),
+        )
 
     def _authority(self) -> str:
         host, port = self.server.server_address[:2]

@@ -246,5 +246,16 @@ class RouteTable:
             raise MethodNotAllowedError(allowed)
         raise NoRouteError(path)
 
+    def allowed_methods(self, path: str) -> frozenset[str] | None:
+        """The methods some route matching `path` accepts (None: a route accepts any), or an empty set."""
+        allowed: set[str] = set()
+        for route in self._routes:
+            if route.match(path) is None:
+                continue
+            if route.methods is None:
+                return None
+            allowed |= route.methods
+        return frozenset(allowed)
+
     def __iter__(self) -> Iterator[Route]:
         return iter(self._routes)

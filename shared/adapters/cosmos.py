@@ -9,50 +9,22 @@ keep-alive on, so pooled connections are reused rather than handshaken for every
 
 from __future__ import annotations
 
-import ssl
 import threading
-from typing import Any, Protocol
+from typing import Protocol
 
-import requests
-from azure.core.pipeline.transport import RequestsTransport
 from azure.cosmos import ContainerProxy, CosmosClient, DatabaseProxy, PartitionKey
-from requests.adapters import HTTPAdapter
 
+from shared.adapters.emulator_transport import emulator_transport
 from shared.config import COSMOS_CONTAINERS, Settings
-
-
-class _ReusedContextAdapter(HTTPAdapter):
-    """An HTTPAdapter whose pools all share one SSL context (no certificate checks: emulator only)."""
-
-    def __init__(self, context: ssl.SSLContext) -> None:
-        self._context = context
-        super().__init__(pool_connections=4, pool_maxsize=16)
-
-    def init_poolmanager(self, *args: Any, **kwargs: Any) -> None:
-        kwargs["ssl_context"] = self._context
-        super().init_poolmanager(*args, **kwargs)
-
-
-def _emulator_transport() -> RequestsTransport:
-    context = ssl.create_default_context()
-    context.check_hostname = False
-    context.verify_mode = ssl.CERT_NONE
-    session = requests.Session()
-    session.verify = False
-    session.mount("https://", _ReusedContextAdapter(context))
-    return RequestsTransport(session=session, session_owner=False)
 
 
 def make_cosmos_client(settings: Settings) -> CosmosClient:
     if settings.cosmos_emulator_insecure_tls:
         # Settings refuses this flag for any non-loopback endpoint.
-        import urllib3
-
-        urllib3.disable_warnings(urllib3.exceptions.InsecureRequestWarning)
         return CosmosClient(
             settings.cosmos_endpoint,
             credential=settings.cosmos_key or "",
-            transport=_emulator_transport(),
+            transport=emulator_transport(),
             connection_verify=False,
         )
     if settings.cosmos_key:

@@ -20,6 +20,7 @@ from azure.core import MatchConditions
 from azure.cosmos import ContainerProxy, DatabaseProxy
 from azure.cosmos.exceptions import (
     CosmosAccessConditionFailedError,
+    CosmosHttpResponseError,
     CosmosResourceExistsError,
     CosmosResourceNotFoundError,
 )
@@ -40,6 +41,7 @@ from shared.models import (
     TenantDocument,
     image_bucket,
 )
+from shared.paging import ContinuationRejected
 
 # The documents whose changes the status timer folds into job documents (never the job document itself, which the
 # timer writes, nor image results, which chunk documents summarise).
@@ -221,9 +223,8 @@ class CosmosJobStore:
             partition_key=tenant_id,
             max_item_count=page_size,
         ).by_page(continuation)
-        try:
-            page = list(next(pages))
-        except StopIteration:
+        page = _next_page(pages, continuation)
+        if page is None:
             return [], None
         return [str(row["id"]) for row in page], pages.continuation_token
 
@@ -362,12 +363,10 @@ class CosmosJobStore:
             enable_cross_partition_query=True,
             max_item_count=page_size,
         ).by_page(continuation)
-        try:
-            page = next(pages)
-        except StopIteration:
+        page = _next_page(pages, continuation)
+        if page is None:
             return [], None
-        items = [_public(item) for item in page]
-        return items, pages.continuation_token
+        return [_public(item) for item in page], pages.continuation_token
 
 
     # --- dead letters --------------------------------------------------------------------------
@@ -401,6 +400,19 @@ class CosmosJobStore:
         self._count()
         raw = point_read(self._tenants, tenant_id, tenant_id)
         return None if raw is None else TenantDocument.model_validate(raw)
+
+
+def _next_page(pages: Any, continuation: str | None) -> list[dict[str, Any]] | None:
+    """The next page of a paged query (None past the last); a continuation the service refuses (400) is the
+    caller's mistake, not an outage."""
+    try:
+        return list(next(pages))
+    except StopIteration:
+        return None
+    except CosmosHttpResponseError as exc:
+        if continuation and exc.status_code == 400:
+            raise ContinuationRejected(str(exc.message)) from None
+        raise
 
 
 def point_read(container: ContainerProxy, item_id: str, partition_key: str | list[Any]) -> dict[str, Any] | None:

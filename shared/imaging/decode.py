@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+import re
 import struct
 from dataclasses import dataclass
 
@@ -10,6 +11,7 @@ from PIL import Image, UnidentifiedImageError
 
 from shared.imaging.budget import DECODE_NS_PER_PIXEL, Deadline
 from shared.imaging.errors import ErrorCode, ImagingFailure
+from shared.imaging.jpeg_scans import MAX_JPEG_SCANS, count_jpeg_scans
 from shared.imaging.options import ImagingOptions
 from shared.imaging.sniff import ImageFormat, describe_unsupported, sniff_format
 
@@ -52,6 +54,17 @@ class DecodedImage:
     box: tuple[float, float, float, float]
 
 
+_BOMB_PIXELS = re.compile(r"\((\d+) pixels\)")
+
+
+def too_many_pixels_message(exc: Image.DecompressionBombError, max_pixels: int) -> str:
+    """The message for Pillow's decompression-bomb guard, naming the configured cap (not Pillow's own limit,
+    which users cannot set and which is not the cap the service applies)."""
+    found = _BOMB_PIXELS.search(str(exc))
+    declared = f"{int(found.group(1))} pixels" if found else "more pixels than can be opened"
+    return f"the image declares {declared}, more than the cap of {max_pixels}"
+
+
 def open_header(data: bytes, options: ImagingOptions, deadline: Deadline) -> OpenedImage:
     if not data:
         raise ImagingFailure(ErrorCode.EMPTY, "the image has zero bytes")
@@ -60,12 +73,20 @@ def open_header(data: bytes, options: ImagingOptions, deadline: Deadline) -> Ope
     image_format = sniff_format(data)
     if image_format is None:
         raise ImagingFailure(ErrorCode.UNSUPPORTED_FORMAT, describe_unsupported(data))
+    if image_format is ImageFormat.JPEG:
+        scans = count_jpeg_scans(data)
+        if scans > MAX_JPEG_SCANS:
+            raise ImagingFailure(
+                ErrorCode.CORRUPT,
+                f"the JPEG has more than {MAX_JPEG_SCANS} scans (an ordinary progressive JPEG has ~10); "
+                "refused before decoding, as each scan costs a pass over the whole image",
+            )
     try:
         # Only the sniffed format's plugin may parse the bytes. Pillow's decompression-bomb guard runs here.
         image = Image.open(io.BytesIO(data), formats=[image_format.pillow_name])
         width, height = image.size
     except Image.DecompressionBombError as exc:
-        raise ImagingFailure(ErrorCode.TOO_MANY_PIXELS, str(exc)) from None
+        raise ImagingFailure(ErrorCode.TOO_MANY_PIXELS, too_many_pixels_message(exc, options.max_pixels)) from None
     except UnidentifiedImageError:
         raise ImagingFailure(ErrorCode.CORRUPT, f"the {image_format} header cannot be read") from None
     except _DECODER_ERRORS as exc:
@@ -83,7 +104,7 @@ def open_header(data: bytes, options: ImagingOptions, deadline: Deadline) -> Ope
         frames = int(getattr(image, "n_frames", 1))
         image.seek(0)
     except Image.DecompressionBombError as exc:
-        raise ImagingFailure(ErrorCode.TOO_MANY_PIXELS, str(exc)) from None
+        raise ImagingFailure(ErrorCode.TOO_MANY_PIXELS, too_many_pixels_message(exc, options.max_pixels)) from None
     except _DECODER_ERRORS as exc:
         raise ImagingFailure(ErrorCode.CORRUPT, f"the {image_format} frames are malformed: {exc}") from None
     deadline.check("frames")
@@ -99,7 +120,7 @@ def open_header(data: bytes, options: ImagingOptions, deadline: Deadline) -> Ope
     )
 
 
-def decode_reduced(opened: OpenedImage, long_side: int, deadline: Deadline) -> DecodedImage:
+def decode_reduced(opened: OpenedImage, long_side: int, deadline: Deadline, max_pixels: int) -> DecodedImage:
     """Decodes the first frame, for JPEG at the smallest DCT scale (1/1..1/8) still >= `long_side`."""
     image = opened.image
     width, height = opened.width, opened.height
@@ -118,7 +139,7 @@ def decode_reduced(opened: OpenedImage, long_side: int, deadline: Deadline) -> D
     try:
         image.load()
     except Image.DecompressionBombError as exc:
-        raise ImagingFailure(ErrorCode.TOO_MANY_PIXELS, str(exc)) from None
+        raise ImagingFailure(ErrorCode.TOO_MANY_PIXELS, too_many_pixels_message(exc, max_pixels)) from None
     except MemoryError:
         raise ImagingFailure(ErrorCode.TOO_MANY_PIXELS, "not enough memory to decode the image") from None
     except _DECODER_ERRORS as exc:

@@ -7,7 +7,7 @@ import hashlib
 from PIL import Image
 
 from shared.imaging.budget import Deadline
-from shared.imaging.decode import decode_reduced, open_header
+from shared.imaging.decode import decode_reduced, open_header, too_many_pixels_message
 from shared.imaging.errors import ErrorCode, ImagingFailure
 from shared.imaging.exif_facts import read_exif_facts
 from shared.imaging.faces import detect_faces, detect_people
@@ -29,7 +29,9 @@ def process_image(data: bytes, options: ImagingOptions | None = None) -> ImageRe
         if failure.declared_size is not None:
             result.width, result.height = failure.declared_size
     except Image.DecompressionBombError as exc:  # from a later frame or a plugin's own check
-        result.error = ImageError(code=ErrorCode.TOO_MANY_PIXELS, message=str(exc))
+        result.error = ImageError(
+            code=ErrorCode.TOO_MANY_PIXELS, message=too_many_pixels_message(exc, options.max_pixels)
+        )
     except MemoryError:
         result.error = ImageError(code=ErrorCode.TOO_MANY_PIXELS, message="not enough memory for the image")
     except Exception as exc:  # a file that trips a library bug must still not fail the chunk
@@ -58,7 +60,7 @@ def _run(data: bytes, options: ImagingOptions, deadline: Deadline, result: Image
             detection_side = options.face_detection_size
             sides.add(detection_side)
     # Decoded before the EXIF is read: PNG keeps EXIF after the pixel data, and reading it would decode early.
-    decoded = decode_reduced(opened, max(sides, default=HASH_LONG_SIDE), deadline)
+    decoded = decode_reduced(opened, max(sides, default=HASH_LONG_SIDE), deadline, options.max_pixels)
     exif = read_exif_facts(opened.image)
     result.exif = exif
     upright = upright_size(opened.width, opened.height, exif.orientation)

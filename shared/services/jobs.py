@@ -7,11 +7,13 @@ message, so the answer comes back in well under 200 ms whatever the size.
 
 from __future__ import annotations
 
+import functools
 import json
 import logging
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime, timedelta
-from typing import Any
+from typing import Any, TypeVar
 
 from pydantic import ValidationError
 
@@ -60,6 +62,7 @@ from shared.models import (
     TenantDocument,
     utcnow,
 )
+from shared.paging import ContinuationRejected, decode_continuation, encode_continuation, invalid_continuation
 from shared.planning import (
     chunk_count,
     inline_chunk_size,
@@ -76,6 +79,7 @@ from shared.views import SignRead, image_result_item, job_entry, job_status
 log = logging.getLogger(__name__)
 
 MAX_PAGE_SIZE = 1000
+PageItems = TypeVar("PageItems")
 MAX_JOB_PAGE_SIZE = 100
 EXPORT_RETRY_SECONDS = 2
 
@@ -136,8 +140,17 @@ def submit_image(
         raise ApiError(400, "empty_image", "the body is empty: send the image's bytes")
     job_id = new_job_id()
     ref = single_image_ref(job_id)
-    ctx.blobs.write(ORIGINALS_CONTAINER, f"{tenant.tenant_id}/{ref}", data, "application/octet-stream")
-    return _start_job(ctx, tenant, JobRequest(blobs=[ref]), "upload", job_id)
+    # The original is stored while the job document is written; its chunk is sent only once it is stored.
+    stored = _blob_writes().submit(
+        ctx.blobs.write, ORIGINALS_CONTAINER, f"{tenant.tenant_id}/{ref}", data, "application/octet-stream"
+    )
+    return _start_job(ctx, tenant, JobRequest(blobs=[ref]), "upload", job_id, before_send=stored.result)
+
+
+@functools.cache
+def _blob_writes() -> ThreadPoolExecutor:
+    """Threads for an upload's blob write, overlapped with the job's Cosmos writes (the blob client is shared)."""
+    return ThreadPoolExecutor(max_workers=4, thread_name_prefix="image-upload")
 
 
 def _image_too_large(size: int, limit: int) -> ApiError:
@@ -166,9 +179,15 @@ def _uploaded_files(ctx: AppContext, tenant: TenantDocument, upload: str) -> lis
 
 
 def _start_job(
-    ctx: AppContext, tenant: TenantDocument, request: JobRequest, source: JobSource, job_id: str
+    ctx: AppContext,
+    tenant: TenantDocument,
+    request: JobRequest,
+    source: JobSource,
+    job_id: str,
+    before_send: Callable[[], object] | None = None,
 ) -> JobAccepted:
-    """A job of an inline list: its chunk messages go out in one batched send."""
+    """A job of an inline list: its chunk messages go out in one batched send (after `before_send`, if given,
+    returns: a failure there fails the job like a failed send)."""
     settings = ctx.settings
     tier = Tier(tenant.tier)
     refs = request.inline_refs
@@ -180,7 +199,13 @@ def _start_job(
     reserve_quota(ctx, tenant, job_id, job.total_images)  # raises 429 quota_exceeded
     _create(ctx, job)
     chunks = list(inline_chunks(job_id, tenant.tenant_id, job.lane, request.options, refs, size))
-    _enqueue(ctx, job, lambda: ctx.bus.send(chunk_queue(chunks[0]), (chunk_message(c, job.shards) for c in chunks)))
+
+    def send() -> None:
+        if before_send is not None:
+            before_send()
+        ctx.bus.send(chunk_queue(chunks[0]), (chunk_message(c, job.shards) for c in chunks))
+
+    _enqueue(ctx, job, send)
     return _accepted(job)
 
 
@@ -298,17 +323,23 @@ def list_job_images(
 ) -> ImagePage:
     _owned_job(ctx, tenant, job_id)
     size = _page_size(page_size)
-    try:
-        items, token = ctx.store.page_images(job_id, size, continuation or None)
-    except Exception as exc:  # a forged or stale token is the caller's problem, not a 500
-        if continuation:
-            raise ApiError(400, "invalid_continuation", "the continuation token is not valid") from exc
-        raise
+    scope = f"images:{job_id}"
+    items, token = _paged(scope, continuation, lambda t: ctx.store.page_images(job_id, size, t))
     sign = _read_url_signer(ctx)
     return ImagePage(
         items=[image_result_item(ImageResultDocument.model_validate(i), tenant.tenant_id, sign) for i in items],
-        continuation=token,
+        continuation=encode_continuation(scope, token),
     )
+
+
+def _paged(
+    scope: str, continuation: str | None, fetch: Callable[[str | None], tuple[PageItems, str | None]]
+) -> tuple[PageItems, str | None]:
+    """One page from the store, from a client's continuation token (checked first: 400 if it is not ours)."""
+    try:
+        return fetch(decode_continuation(scope, continuation))
+    except ContinuationRejected:
+        raise invalid_continuation() from None
 
 
 def _read_url_signer(ctx: AppContext) -> SignRead:
@@ -355,16 +386,17 @@ def list_jobs(
     size = _page_size(page_size, default=20, maximum=MAX_JOB_PAGE_SIZE)
     wanted = _states(states)
     after, before = _instant(created_after, "created_after"), _instant(created_before, "created_before")
-    try:
-        ids, token = ctx.store.page_job_entries(tenant.tenant_id, wanted, after, before, size, continuation or None)
-    except Exception as exc:
-        if continuation:
-            raise ApiError(400, "invalid_continuation", "the continuation token is not valid") from exc
-        raise
+    # The filters are part of the scope: a token continues the listing it came from, not another.
+    scope = f"jobs:{tenant.tenant_id}:{','.join(wanted or [])}:{after}:{before}"
+    ids, token = _paged(
+        scope,
+        continuation,
+        lambda t: ctx.store.page_job_entries(tenant.tenant_id, wanted, after, before, size, t),
+    )
     jobs = ctx.store.get_jobs(ids)
     # The entry's state can trail the job's by a roll-up: the job document decides.
     shown = [jobs[i] for i in ids if i in jobs and (wanted is None or jobs[i].state.value in wanted)]
-    return JobPage(items=[job_status(j) for j in shown], continuation=token)
+    return JobPage(items=[job_status(j) for j in shown], continuation=encode_continuation(scope, token))
 
 
 def _states(text: str | None) -> list[str] | None:
@@ -403,13 +435,13 @@ def list_duplicate_groups(
     size = _page_size(page_size)
     if job.duplicates.state != "ready":
         return DuplicateGroupPage(items=[], continuation=None)
-    try:
-        items, token = ctx.store.page_duplicate_groups(job_id, job.ends, size, continuation or None)
-    except Exception as exc:
-        if continuation:
-            raise ApiError(400, "invalid_continuation", "the continuation token is not valid") from exc
-        raise
-    return DuplicateGroupPage(items=[DuplicateGroupItem.model_validate(i) for i in items], continuation=token)
+    scope = f"duplicates:{job_id}:{job.ends}"
+    items, token = _paged(
+        scope, continuation, lambda t: ctx.store.page_duplicate_groups(job_id, job.ends, size, t)
+    )
+    return DuplicateGroupPage(
+        items=[DuplicateGroupItem.model_validate(i) for i in items], continuation=encode_continuation(scope, token)
+    )
 
 
 def _page_size(page_size: str | None, default: int = 100, maximum: int = MAX_PAGE_SIZE) -> int:

@@ -177,3 +177,8 @@ def tenant_free(app_context: AppContext) -> ApiTenant:
 @pytest.fixture()
 def make_tenant(app_context: AppContext) -> Any:
     return lambda tier: _tenant(app_context, tier)
+
+
+@pytest.fixture(scope="session")
+def make_session_tenant(app_context: AppContext) -> Any:
+    return lambda tier: _tenant(app_context, tier)

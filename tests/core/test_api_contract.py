@@ -80,3 +80,27 @@ def test_health_and_openapi(app_host: Api) -> None:
     assert {"/jobs", "/jobs/{job_id}", "/jobs/{job_id}/images", "/jobs/{job_id}/replay"} <= set(spec["paths"])
     assert "JobRequest" in spec["components"]["schemas"]
     assert "manifest" in spec["components"]["schemas"]["JobRequest"]["properties"]
+
+
+def test_a_continuation_token_is_checked_before_it_is_used(
+    app_host: Api, tenant_new: ApiTenant, image_server: ImageServer
+) -> None:
+    jobs = []
+    for _ in range(2):
+        body = {"urls": [image_server.url(f"/img/{n}.jpg") for n in range(3)], "options": {"analyses": ["hashes"]}}
+        code, _, accepted = app_host.call("POST", "/jobs", tenant_new.key, body)
+        assert code == 202, accepted
+        jobs.append(accepted["job_id"])
+    for job_id in jobs:
+        assert app_host.wait_for_state(tenant_new.key, job_id, timeout=60)["state"] == "succeeded"
+    code, _, page = app_host.call("GET", f"/jobs/{jobs[0]}/images?page_size=1", tenant_new.key)
+    assert code == 200 and page["continuation"], page
+    token = page["continuation"]
+    code, _, page2 = app_host.call("GET", f"/jobs/{jobs[0]}/images?page_size=1&continuation={token}", tenant_new.key)
+    assert code == 200 and [i["index"] for i in page2["items"]] == [1], page2
+    for bad in ("garbage", "eyJ4IjoxfQ", token[:-4], token + "AAAA"):
+        code, _, body = app_host.call("GET", f"/jobs/{jobs[0]}/images?continuation={bad}", tenant_new.key)
+        assert code == 400 and _error(body)["code"] == "invalid_continuation", (bad, body)
+    # Another job's token continues nothing here.
+    code, _, body = app_host.call("GET", f"/jobs/{jobs[1]}/images?continuation={token}", tenant_new.key)
+    assert code == 400 and _error(body)["code"] == "invalid_continuation", body

@@ -51,13 +51,36 @@ def test_routes_params_body_status_and_errors(start_host: HostFactory) -> None:
     assert call(f"{api}/jobs/not-a-guid")[0] == 404  # the {id:guid} constraint
     assert call(f"{api}/nothing-here")[0] == 404
     assert call(f"{host.base_url}/echo/x")[0] == 404  # outside the route prefix
-    status, headers, _ = call(f"{api}/echo/x", "DELETE")
+    status, headers, body = call(f"{api}/echo/x", "DELETE")
     assert status == 405
     assert headers["Allow"] == "GET, POST"
+    assert json.loads(body)["error"]["code"] == "method_not_allowed"
     assert call(f"{api}/boom")[0] == 500
     assert call(f"{api}/setting")[2] == b"from-file"
     assert "Executed 'Functions.boom' (Failed" in host.log()
     assert "from-file" not in host.log()  # setting values never reach the log
+
+
+def test_unknown_methods_get_a_json_405_with_allow(start_host: HostFactory) -> None:
+    host = start_host()
+    api = f"{host.base_url}/api"
+
+    for method, path, allowed in [
+        ("TRACE", "/echo/x", "GET, POST"),  # http.server alone answers these with an HTML 501
+        ("CONNECT", "/echo/x", "GET, POST"),
+        ("PROPFIND", "/echo/x", "GET, POST"),
+        ("TRACE", "/nothing-here", "DELETE, GET, HEAD, OPTIONS, PATCH, POST, PUT"),
+        ("PUT", "/echo/x", "GET, POST"),  # a served method the route does not accept
+    ]:
+        status, headers, body = call(f"{api}{path}", method)
+        assert status == 405, (method, path, body)
+        assert headers["Allow"] == allowed
+        assert headers["Content-Type"] == "application/json"
+        error = json.loads(body)["error"]
+        assert error["code"] == "method_not_allowed"
+        assert error["details"] == {"method": method, "allowed": allowed.split(", ")}
+        assert method in error["message"]
+    assert call(f"{api}/echo/x", "POST", b"{}")[0] == 200  # the connection handling is unchanged after a 405
 
 
 def test_environment_wins_over_local_settings_and_functions_can_be_disabled(start_host: HostFactory) -> None:

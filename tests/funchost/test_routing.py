@@ -66,3 +66,9 @@ def test_optional_catch_all_and_multi_parameter_segments(routes: RouteTable) -> 
 def test_unknown_path(routes: RouteTable) -> None:
     with pytest.raises(NoRouteError):
         routes.resolve("GET", "/nope")
+
+
+def test_allowed_methods_of_a_path(routes: RouteTable) -> None:
+    assert routes.allowed_methods("/jobs/42") == {"GET", "DELETE"}
+    assert routes.allowed_methods("/health") is None  # a route without methods accepts any
+    assert routes.allowed_methods("/nope") == frozenset()

@@ -185,3 +185,16 @@ def adobe_rgb_like_icc_profile() -> bytes:
     )
     assert len(header) == 128, len(header)
     return header + struct.pack(">I", len(tags)) + table + payload
+
+
+def progressive_jpeg_scan_bomb(repeats: int, image: Image.Image | None = None) -> bytes:
+    """A progressive JPEG whose last scan (with the Huffman table before it) is repeated `repeats` times. On a flat
+    image that scan is a few bytes, yet libjpeg makes one pass over the whole coefficient buffer per copy: the CPU
+    bomb that the scan limit refuses (small on the wire, seconds of CPU to decode)."""
+    data = encode(image or Image.new("RGB", (4096, 4096), (120, 130, 140)), "JPEG", quality=80, progressive=True)
+    assert data.endswith(b"\xff\xd9")
+    last_scan = data.rindex(b"\xff\xda")  # entropy-coded data never holds 0xFF 0xDA (0xFF is stuffed as 0xFF 0x00)
+    table = data.rfind(b"\xff\xc4", 0, last_scan)
+    if table >= 0 and table + 2 + int.from_bytes(data[table + 2 : table + 4], "big") == last_scan:
+        last_scan = table
+    return data[:-2] + data[last_scan:-2] * repeats + b"\xff\xd9"
