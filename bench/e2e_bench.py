@@ -33,6 +33,7 @@ from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 from typing import Any
 
+from bench.limits_off import NO_TENANT_LIMITS
 from devstack.samples import photo_jpeg
 from devstack.stack import (
     LocalStack,
@@ -56,6 +57,7 @@ BENCH_SETTINGS = {
     "FETCH_ALLOW_LOOPBACK_FOR_TESTS": "true",
     "CHUNK_SIZE": "100",
     "TIER_JOB_CONCURRENCY": f"new={JOB_CAP},enterprise={JOB_CAP},free={JOB_CAP}",
+    **NO_TENANT_LIMITS,
 }
 
 

@@ -64,6 +64,7 @@ from pathlib import Path
 from typing import Any
 
 from bench.e2e_bench import photos
+from bench.limits_off import NO_TENANT_LIMITS
 from devstack.stack import (
     LocalStack,
     StackPorts,
@@ -83,7 +84,7 @@ PIPELINE_PROCESSES = 2  # the baseline: as many processes as the machine has cor
 ACTIVE_STATES = ("accepted", "running")
 BIG_OPTIONS = {"analyses": ["exif"]}
 # Connection settings come from the stack; everything else is what users run with.
-BENCH_OVERRIDES = {"FETCH_ALLOW_LOOPBACK_FOR_TESTS": "true", "FUNCTIONS_WORKER_PROCESS_COUNT": "2"}
+BENCH_OVERRIDES = {"FETCH_ALLOW_LOOPBACK_FOR_TESTS": "true", "FUNCTIONS_WORKER_PROCESS_COUNT": "2", **NO_TENANT_LIMITS}
 
 
 def app_settings(stack: LocalStack) -> dict[str, str]:

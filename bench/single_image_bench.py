@@ -30,6 +30,7 @@ import time
 from datetime import datetime
 from pathlib import Path
 
+from bench.limits_off import NO_TENANT_LIMITS
 from devstack.stack import (
     LocalStack,
     StackPorts,
@@ -107,7 +108,7 @@ def main() -> int:
         stack = LocalStack(data_dir=Path(tmp) / "stack", ports=StackPorts.free())
         stack.start()
         port = StackPorts.free().blob
-        env = {**example_app_settings(), **stack.settings_env()}
+        env = {**example_app_settings(), **stack.settings_env(), **NO_TENANT_LIMITS}
         provision_app_stores(env)
         host = start_functions_host(env, port, Path(tmp) / "host.log")
         try:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import functools
 import json
 import logging
+import threading
 from collections.abc import Callable
 from typing import Any
 
@@ -14,11 +15,13 @@ from pydantic import BaseModel
 from shared.errors import ApiError
 from shared.models import TenantDocument
 from shared.services.context import get_context
+from shared.services.rate_limits import check_api_rate
 from shared.services.tenants import TenantAuthenticator
 
 log = logging.getLogger(__name__)
 
 _authenticator: TenantAuthenticator | None = None
+_call = threading.local()  # this invocation's RateLimit headers (one invocation per thread at a time)
 
 
 def json_response(
@@ -37,7 +40,9 @@ def tenant_of(req: func.HttpRequest) -> TenantDocument:
     global _authenticator
     if _authenticator is None:
         _authenticator = TenantAuthenticator(get_context().store)
-    return _authenticator.authenticate(req.headers.get("Authorization"), req.headers.get("x-api-key"))
+    tenant = _authenticator.authenticate(req.headers.get("Authorization"), req.headers.get("x-api-key"))
+    _call.rate_headers = check_api_rate(get_context(), tenant)  # raises 429 rate_limited over the tenant's rate
+    return tenant
 
 
 def api_errors(
@@ -47,10 +52,13 @@ def api_errors(
 
     @functools.wraps(handler)
     def wrapper(req: func.HttpRequest) -> func.HttpResponse:
+        _call.rate_headers = {}
         try:
-            return handler(req)
+            response = handler(req)
+            response.headers.update(_call.rate_headers)
+            return response
         except ApiError as exc:
-            return json_response(exc.status, exc.body())
+            return json_response(exc.status, exc.body(), {**_call.rate_headers, **exc.headers})
         except Exception:
             log.exception("%s %s failed", req.method, req.url)
             return json_response(500, ApiError(500, "internal_error", "the request failed; it is safe to retry").body())

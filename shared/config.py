@@ -69,6 +69,7 @@ COSMOS_CONTAINERS: dict[str, tuple[str, ...]] = {
     "jobs": ("/jobId", "/bucket"),
     "tenants": ("/tenantId",),  # tenants and their hashed API keys
     "dedup": ("/tenantId",),  # exact (sha256) and near (hash band) duplicate index, per tenant
+    "limits": ("/key",),  # shared rate-limit buckets (per tenant, per image host) and tenants' quota usage
 }
 IMAGES_PER_BUCKET = 1_000_000
 
@@ -134,6 +135,15 @@ class Settings(BaseModel):
     # A manifest sent as the body of POST /api/manifests (the host buffers a request body: keep it below
     # FUNCTIONS_REQUEST_BODY_SIZE_LIMIT).
     max_manifest_bytes: int = Field(default=64 * 1024 * 1024, ge=1, alias="MAX_MANIFEST_BYTES")
+    # --- rate limits and quotas per tier ("tier=value,..."; README "Rate limits, quotas and polite fetching") ------
+    # API requests per second and burst (a token bucket per tenant shared by every instance; 0 = no limit).
+    tier_api_rate: str = Field(default="new=10,enterprise=50,free=2", alias="TIER_API_RATE")
+    tier_api_burst: str = Field(default="new=30,enterprise=100,free=10", alias="TIER_API_BURST")
+    # Jobs not yet finished at once, and images submitted per UTC day, per tenant.
+    tier_max_active_jobs: str = Field(default="new=10,enterprise=100,free=3", alias="TIER_MAX_ACTIVE_JOBS")
+    tier_max_images_per_day: str = Field(
+        default="new=100000,enterprise=10000000,free=10000", alias="TIER_MAX_IMAGES_PER_DAY"
+    )
 
     # --- fetching ------------------------------------------------------------------------------
     fetch_max_bytes: int = Field(default=50 * 1024 * 1024, ge=1, alias="FETCH_MAX_BYTES")
@@ -142,6 +152,16 @@ class Settings(BaseModel):
     fetch_max_redirects: int = Field(default=5, ge=0, alias="FETCH_MAX_REDIRECTS")
     # Tests only: lets the SSRF guard accept 127.0.0.1 (and nothing else that it refuses).
     fetch_allow_loopback: bool = Field(default=False, alias="FETCH_ALLOW_LOOPBACK_FOR_TESTS")
+    # Polite fetching: requests in flight to one host from one worker process; requests per second (and burst) to
+    # one host from all workers together (0 = no shared rate), taken from the shared bucket FETCH_HOST_RATE_LEASE
+    # at a time; attempts per image and the jittered back-off between them.
+    fetch_host_concurrency: int = Field(default=4, ge=1, alias="FETCH_HOST_CONCURRENCY")
+    fetch_host_rate_per_second: float = Field(default=50.0, ge=0, alias="FETCH_HOST_RATE_PER_SECOND")
+    fetch_host_burst: int = Field(default=50, ge=1, alias="FETCH_HOST_BURST")
+    fetch_host_rate_lease: int = Field(default=10, ge=1, alias="FETCH_HOST_RATE_LEASE")
+    fetch_max_attempts: int = Field(default=4, ge=1, le=20, alias="FETCH_MAX_ATTEMPTS")
+    fetch_retry_base_seconds: float = Field(default=0.5, gt=0, alias="FETCH_RETRY_BASE_SECONDS")
+    fetch_retry_max_delay_seconds: float = Field(default=10.0, gt=0, alias="FETCH_RETRY_MAX_DELAY_SECONDS")
 
     # --- imaging -------------------------------------------------------------------------------
     thumbnail_sizes: str = Field(default="150,300,600", alias="THUMBNAIL_SIZES")
@@ -181,6 +201,10 @@ class Settings(BaseModel):
             raise ValueError("COSMOS_EMULATOR_INSECURE_TLS is only allowed for a 127.0.0.1/localhost endpoint")
         _parse_pairs(self.tier_job_concurrency, Tier, int)
         _parse_pairs(self.tier_lanes, Tier, Lane)
+        for limits in (self.tier_api_rate, self.tier_api_burst):
+            _parse_pairs(limits, Tier, _non_negative(float))
+        for quotas in (self.tier_max_active_jobs, self.tier_max_images_per_day):
+            _parse_pairs(quotas, Tier, _non_negative(int))
         return self
 
     # --- derived views -------------------------------------------------------------------------
@@ -202,6 +226,18 @@ class Settings(BaseModel):
     def lane_by_tier(self) -> dict[Tier, Lane]:
         return _parse_pairs(self.tier_lanes, Tier, Lane)
 
+    def api_rate_of(self, tier: Tier) -> tuple[float, float]:
+        """The tier's API rate (requests per second; 0 = unlimited) and burst."""
+        rate = _parse_pairs(self.tier_api_rate, Tier, float)[tier]
+        return rate, max(1.0, _parse_pairs(self.tier_api_burst, Tier, float)[tier])
+
+    def quotas_of(self, tier: Tier) -> tuple[int, int]:
+        """The tier's most active jobs and most images per UTC day (0 = no limit)."""
+        return (
+            _parse_pairs(self.tier_max_active_jobs, Tier, int)[tier],
+            _parse_pairs(self.tier_max_images_per_day, Tier, int)[tier],
+        )
+
     @classmethod
     def env_names(cls) -> set[str]:
         """Every environment variable this model reads (used by the drift test)."""
@@ -218,6 +254,16 @@ class Settings(BaseModel):
                 f"{'.'.join(str(p) for p in err['loc']) or 'settings'}: {err['msg']}" for err in exc.errors()
             )
             raise ConfigError(f"invalid configuration: {problems}") from None
+
+
+def _non_negative(kind: Any) -> Any:
+    def parse(text: str) -> Any:
+        value = kind(text)
+        if value < 0:
+            raise ValueError("must not be negative")
+        return value
+
+    return parse
 
 
 def _parse_pairs(text: str, key_type: Any, value_type: Any) -> dict[Any, Any]:

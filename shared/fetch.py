@@ -82,23 +82,32 @@ class FetchErrorCode(StrEnum):
     TOO_MANY_REDIRECTS = "too_many_redirects"
     CONNECTION_ERROR = "connection_error"
     UNSUPPORTED_ENCODING = "unsupported_encoding"
+    HOST_BUSY = "host_busy"  # the image's deadline passed waiting for a turn at its host (polite fetching)
 
 
 class FetchError(Exception):
     """A fetch failed. `code` is machine-readable; `status` is set for `http_error`; `url` is already redacted."""
 
     def __init__(
-        self, code: FetchErrorCode, message: str, *, status: int | None = None, url: str | None = None
+        self,
+        code: FetchErrorCode,
+        message: str,
+        *,
+        status: int | None = None,
+        url: str | None = None,
+        retry_after: str | None = None,
     ) -> None:
         super().__init__(message)
         self.code = code
         self.message = message
         self.status = status
         self.url = url
+        self.retry_after = retry_after  # the answer's Retry-After header, as sent (for `http_error`)
 
     def __reduce__(self) -> tuple[Any, ...]:
         # Keeps the error intact across processes (pickle would otherwise call __init__ with the message only).
-        return (self.__class__, (self.code, self.message), {"status": self.status, "url": self.url})
+        state = {"status": self.status, "url": self.url, "retry_after": self.retry_after}
+        return (self.__class__, (self.code, self.message), state)
 
     def __str__(self) -> str:
         where = f" ({self.url})" if self.url else ""
@@ -492,19 +501,22 @@ def guarded_stream(
 # --- fetching --------------------------------------------------------------------------------------------------------
 
 
-def fetch_image(url: str, policy: FetchPolicy, *, client: httpx.Client | None = None) -> FetchResult:
+def fetch_image(
+    url: str, policy: FetchPolicy, *, client: httpx.Client | None = None, deadline: float | None = None
+) -> FetchResult:
     """GET `url` through the SSRF guard, following up to `policy.max_redirects` redirects, each hop checked.
 
     Returns the body, the final URL and the media type; raises `FetchError` on any failure.
     `client`, if given, must come from `guarded_client(policy)`: a chunk worker can share one across a chunk's images
     to reuse connections (each connection was made to a vetted address). Without it a client is made and closed here.
+    `deadline` (time.monotonic()) ends the fetch earlier than the policy's own total limit would.
     """
     if client is None:
         with guarded_client(policy) as own_client:
-            return fetch_image(url, policy, client=own_client)
+            return fetch_image(url, policy, client=own_client, deadline=deadline)
     current = _parse_http_url(url)
     started = time.monotonic()
-    deadline = started + policy.deadline_seconds
+    deadline = min(started + policy.deadline_seconds, deadline if deadline is not None else float("inf"))
     headers = {
         "User-Agent": policy.user_agent,
         "Accept": "image/*, */*;q=0.1",
@@ -535,7 +547,13 @@ def fetch_image(url: str, policy: FetchPolicy, *, client: httpx.Client | None = 
                 logger.debug("fetch: redirect %d to %s", redirects, redact_url(current))
                 continue
             if not 200 <= status < 300:
-                raise FetchError(FetchErrorCode.HTTP_ERROR, f"HTTP {status}", status=status, url=redact_url(current))
+                raise FetchError(
+                    FetchErrorCode.HTTP_ERROR,
+                    f"HTTP {status}",
+                    status=status,
+                    url=redact_url(current),
+                    retry_after=response.headers.get("retry-after"),
+                )
             with _transport_errors_as_fetch_errors(current):
                 content = _read_capped(response, policy, deadline)
             return FetchResult(

@@ -361,6 +361,7 @@ class ImageResultDocument(JobOwnedDocument):
     result: dict[str, Any] | None = None  # the pipeline's facts, hashes, faces
     thumbnails: list[dict[str, Any]] = Field(default_factory=list)  # {size, format, blob, width, height}
     duplicate_of: list[str] = Field(default_factory=list)  # image ids (`{job}.{index}`), this job or earlier
+    attempts: int = 1  # requests made to fetch the image (retries of transient failures included; 0: none made)
     processed_at: datetime
 
 
@@ -515,6 +516,9 @@ class ImageResultItem(BaseModel):
     duplicate_of: list[str] = Field(
         default_factory=list, description="Ids of earlier images (this job's or your library's) this one duplicates"
     )
+    attempts: int = Field(
+        default=1, description="Requests made to fetch the image, retries of transient failures included (0: none)"
+    )
     processed_at: datetime
 
 
@@ -590,3 +594,32 @@ class ErrorBody(BaseModel):
 
 class ErrorResponse(BaseModel):
     error: ErrorBody
+
+
+# --- rate limits and quotas (GET /api/usage) ---------------------------------------------------------------------
+
+
+class RateLimitUsage(BaseModel):
+    requests_per_second: float = Field(description="Tokens added to your API bucket per second (0: no limit)")
+    burst: float = Field(description="The bucket's size: requests allowed at once after a quiet spell")
+    remaining: int = Field(description="Requests you may make right now")
+
+
+class QuotaUsage(BaseModel):
+    limit: int = Field(description="0: no limit")
+    used: int
+    resets_at: datetime | None = Field(
+        default=None, description="When the count starts again (images per day); null: when a job finishes"
+    )
+
+
+class UsageQuotas(BaseModel):
+    active_jobs: QuotaUsage
+    images_per_day: QuotaUsage
+
+
+class UsageReport(BaseModel):
+    tenant_id: str
+    tier: str
+    rate_limit: RateLimitUsage
+    quotas: UsageQuotas

@@ -8,6 +8,7 @@ from typing import Any
 from pydantic import BaseModel
 from pydantic.json_schema import models_json_schema
 
+from shared.limits.openapi import add_limits
 from shared.models import (
     JOB_SOURCES,
     DuplicateGroupPage,
@@ -22,6 +23,7 @@ from shared.models import (
     ReplayAccepted,
     UploadCreated,
     UploadRequest,
+    UsageReport,
 )
 from shared.paging import TOKEN_PATTERN
 
@@ -37,6 +39,7 @@ _RESPONSES: list[type[BaseModel]] = [
     ManifestStored,
     ExportPending,
     ErrorResponse,
+    UsageReport,
 ]
 
 _ERROR_TEXT = {
@@ -116,7 +119,7 @@ def openapi_document() -> dict[str, Any]:
     _one_source(components["JobRequest"])
     job_id = _path("job_id", "The job's id")
     index = _path("index", "The image's position in the job")
-    return {
+    document: dict[str, Any] = {
         "openapi": "3.1.0",
         "info": {
             "title": "Image pipeline jobs API",
@@ -230,3 +233,4 @@ def openapi_document() -> dict[str, Any]:
             "/health": {"get": {"summary": "Health", "security": [], "responses": {"200": {"description": "OK"}}}},
         },
     }
+    return add_limits(document)

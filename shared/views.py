@@ -82,5 +82,6 @@ def image_result_item(doc: ImageResultDocument, tenant_id: str, sign: SignRead |
         thumbnails=thumbnails,
         original_url=original_url,
         duplicate_of=doc.duplicate_of,
+        attempts=doc.attempts,
         processed_at=doc.processed_at,
     )

@@ -72,6 +72,18 @@ param tierJobConcurrency string = 'new=4,enterprise=8,free=2'
 @description('Tier to lane mapping (TIER_LANES).')
 param tierLanes string = 'new=high,enterprise=standard,free=bulk'
 
+@description('API requests per second per tenant, by tier; 0 = no limit (TIER_API_RATE).')
+param tierApiRate string = 'new=10,enterprise=50,free=2'
+
+@description('API burst (token bucket size) per tenant, by tier (TIER_API_BURST).')
+param tierApiBurst string = 'new=30,enterprise=100,free=10'
+
+@description('Most unfinished jobs per tenant, by tier; 0 = no limit (TIER_MAX_ACTIVE_JOBS).')
+param tierMaxActiveJobs string = 'new=10,enterprise=100,free=3'
+
+@description('Most images submitted per tenant per UTC day, by tier; 0 = no limit (TIER_MAX_IMAGES_PER_DAY).')
+param tierMaxImagesPerDay string = 'new=100000,enterprise=10000000,free=10000'
+
 @description('NCRONTAB schedule of the status roll-up timer (STATUS_TIMER_SCHEDULE). Every run is billed: see docs/deploy.md.')
 param statusTimerSchedule string = '*/5 * * * * *'
 
@@ -327,6 +339,16 @@ var cosmosContainers = [
     defaultTtl: jobTtlSeconds
     indexingPolicy: defaultIndexingPolicy
   }
+  {
+    // Shared rate-limit buckets (per tenant, per image host) and quota usage: one small document per key, read and
+    // written by point operations only. Buckets carry a per-item ttl; usage documents never expire.
+    name: 'limits'
+    partitionKeys: [
+      '/key'
+    ]
+    defaultTtl: -1
+    indexingPolicy: defaultIndexingPolicy
+  }
 ]
 
 // --- resources ---------------------------------------------------------------------------------------------------
@@ -453,10 +475,21 @@ var appSettings = {
   STATUS_ROLLUP_CONCURRENCY: '8'
   STATUS_ROLLUP_MAX_JOBS: '2000'
   REPLAY_BATCH_CHUNKS: '500'
+  TIER_API_RATE: tierApiRate
+  TIER_API_BURST: tierApiBurst
+  TIER_MAX_ACTIVE_JOBS: tierMaxActiveJobs
+  TIER_MAX_IMAGES_PER_DAY: tierMaxImagesPerDay
   FETCH_MAX_BYTES: '52428800'
   FETCH_CONNECT_TIMEOUT_SECONDS: '5'
   FETCH_READ_TIMEOUT_SECONDS: '20'
   FETCH_MAX_REDIRECTS: '5'
+  FETCH_HOST_CONCURRENCY: '4'
+  FETCH_HOST_RATE_PER_SECOND: '50'
+  FETCH_HOST_BURST: '50'
+  FETCH_HOST_RATE_LEASE: '10'
+  FETCH_MAX_ATTEMPTS: '4'
+  FETCH_RETRY_BASE_SECONDS: '0.5'
+  FETCH_RETRY_MAX_DELAY_SECONDS: '10'
   THUMBNAIL_SIZES: '150,300,600'
   IMAGE_MAX_BYTES: '52428800'
   IMAGE_MAX_PIXELS: '100000000'

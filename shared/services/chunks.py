@@ -27,7 +27,7 @@ from typing import Any
 from shared import metrics
 from shared.adapters.blobs import BlobNotFound, BlobTooLarge
 from shared.config import MANIFESTS_CONTAINER, ORIGINALS_CONTAINER, THUMBNAILS_CONTAINER
-from shared.fetch import FetchError, FetchPolicy, fetch_image, guarded_client
+from shared.fetch import FetchPolicy, guarded_client
 from shared.imaging import ImageResult
 from shared.messages import (
     chunk_document_id,
@@ -48,6 +48,7 @@ from shared.models import (
     ref_problem,
     utcnow,
 )
+from shared.polite_fetch import PolitePolicy, polite_fetch, process_gate
 from shared.services.context import AppContext
 from shared.services.expand import manifest_lines
 from shared.services.imaging_step import analyse, register_duplicates, stored_facts
@@ -165,8 +166,8 @@ def _process_chunk(
                     log.info("job %s chunk %d: cancelled after %d images", message.job_id, message.chunk, position)
                     done.update(writes.drain())
                     return _finish(ctx, doc, done, cancelled=True, processed=processed, started=started)
-            analysed = _analyse_image(ctx, message, ref)
-            done.update(writes.submit(partial(_record_image, ctx, message, ref, analysed)))
+            analysed, attempts = _analyse_image(ctx, message, ref, started + budget)
+            done.update(writes.submit(partial(_record_image, ctx, message, ref, analysed, attempts)))
             processed += 1
             if now_mono - last_progress > PROGRESS_EVERY_SECONDS:
                 last_progress = now_mono
@@ -253,44 +254,58 @@ def _fetch_client(policy: FetchPolicy) -> Any:
     return cached[1]
 
 
-def _fetch(ctx: AppContext, message: ChunkMessage, ref: ImageRef) -> bytes | ImageResultDocument:
-    """The image's bytes, or an error result naming why they could not be had."""
+def _fetch(
+    ctx: AppContext, message: ChunkMessage, ref: ImageRef, chunk_deadline: float
+) -> tuple[bytes | ImageResultDocument, int]:
+    """The image's bytes, or an error result naming why they could not be had; and the fetch attempts made."""
     problem = ref_problem(ref.ref, ref.kind)
     if problem:
-        return _image_error(message, ref, "invalid_reference", problem)
+        return _image_error(message, ref, "invalid_reference", problem), 0
     if ref.kind == "blob":
         try:
-            return ctx.blobs.read(ORIGINALS_CONTAINER, f"{message.tenant_id}/{ref.ref}", ctx.settings.image_max_bytes)
+            blob = f"{message.tenant_id}/{ref.ref}"
+            return ctx.blobs.read(ORIGINALS_CONTAINER, blob, ctx.settings.image_max_bytes), 1
         except BlobNotFound:
-            return _image_error(message, ref, "not_found", "no such blob in your originals folder")
+            return _image_error(message, ref, "not_found", "no such blob in your originals folder"), 1
         except BlobTooLarge as exc:
-            return _image_error(message, ref, "too_large", str(exc))
-    try:
-        policy = FetchPolicy.from_settings(ctx.settings)
-        return fetch_image(ref.ref, policy, client=_fetch_client(policy)).content
-    except FetchError as exc:
-        return _image_error(message, ref, f"fetch_{exc.code}", str(exc))
+            return _image_error(message, ref, "too_large", str(exc)), 1
+    policy = FetchPolicy.from_settings(ctx.settings)
+    polite = PolitePolicy.from_settings(ctx.settings)
+    gate = process_gate(polite, ctx.limits)
+    got = polite_fetch(ref.ref, policy, polite, gate, client=_fetch_client(policy), retry_deadline=chunk_deadline)
+    if got.error is not None:
+        return _image_error(message, ref, f"fetch_{got.error.code}", str(got.error)), got.attempts
+    assert got.result is not None
+    return got.result.content, got.attempts
 
 
-def _analyse_image(ctx: AppContext, message: ChunkMessage, ref: ImageRef) -> ImageResultDocument | ImageResult:
-    """Fetch and analysis (no writes): an error result, or the successful analysis `_record_image` stores."""
-    fetched = _fetch(ctx, message, ref)
+def _analyse_image(
+    ctx: AppContext, message: ChunkMessage, ref: ImageRef, chunk_deadline: float
+) -> tuple[ImageResultDocument | ImageResult, int]:
+    """Fetch and analysis (no writes): an error result, or the successful analysis `_record_image` stores; and the
+    fetch attempts it took."""
+    fetched, attempts = _fetch(ctx, message, ref, chunk_deadline)
     if isinstance(fetched, ImageResultDocument):
-        return fetched
+        return fetched, attempts
     result = analyse(fetched, message.options, ctx.settings)
     if not result.ok:
         error = result.error
         code, text = (error.code.value, error.message) if error else ("processing_failed", "no result")
-        return _image_error(message, ref, code, text, stored_facts(result))
-    return result
+        return _image_error(message, ref, code, text, stored_facts(result)), attempts
+    return result, attempts
 
 
 def _record_image(
-    ctx: AppContext, message: ChunkMessage, ref: ImageRef, analysed: ImageResultDocument | ImageResult
+    ctx: AppContext,
+    message: ChunkMessage,
+    ref: ImageRef,
+    analysed: ImageResultDocument | ImageResult,
+    attempts: int = 1,
 ) -> ImageOutcome:
     """Writes the image's thumbnails, duplicate-index entry and result document (the result last: once it exists,
     everything it points to does); returns the image's outcome."""
     document = analysed if isinstance(analysed, ImageResultDocument) else _stored_result(ctx, message, ref, analysed)
+    document.attempts = attempts
     ctx.store.upsert_image(document)
     code = None if document.ok else (document.error.code if document.error else "error")
     metrics.image_recorded(message.lane.value, code)

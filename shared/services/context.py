@@ -12,6 +12,7 @@ from shared.adapters.blobs import BlobStore
 from shared.adapters.cosmos import ThreadLocalDatabase
 from shared.adapters.dedup_index import CosmosDuplicateIndexStore
 from shared.adapters.job_store import CosmosJobStore
+from shared.adapters.limits_store import CosmosLimitsStore
 from shared.adapters.servicebus import MessageBus
 from shared.config import ALL_QUEUES, Settings, get_settings
 from shared.dedup.service import DuplicateService
@@ -24,6 +25,7 @@ class AppContext:
     blobs: BlobStore
     bus: MessageBus
     dedup: DuplicateService
+    limits: CosmosLimitsStore
 
     @classmethod
     def from_settings(cls, settings: Settings) -> AppContext:
@@ -34,6 +36,7 @@ class AppContext:
             blobs=BlobStore.from_settings(settings),
             bus=MessageBus.from_settings(settings),
             dedup=DuplicateService(CosmosDuplicateIndexStore.from_database(database)),
+            limits=CosmosLimitsStore(database),
         )
 
 

@@ -16,6 +16,7 @@ from shared.config import EXPAND_QUEUE, MANIFESTS_CONTAINER
 from shared.messages import chunk_message, chunk_queue, expand_message, expansion_document_id
 from shared.models import ChunkMessage, ExpandMessage, ExpansionDocument, ManifestRange
 from shared.services.context import AppContext
+from shared.services.quotas import charge_images
 
 log = logging.getLogger(__name__)
 
@@ -124,5 +125,7 @@ def expand_manifest(ctx: AppContext, message: ExpandMessage) -> ExpansionDocumen
         )
         ctx.bus.send(EXPAND_QUEUE, [expand_message(following)])
     ctx.store.upsert_expansion(expansion)
+    if reached_end or limit_reached:
+        charge_images(ctx, job.tenant_id, index)  # a manifest's image count is known only now (quotas)
     log.info("job %s: expansion step %d sent %d chunks (%d images)", job.job_id, message.step, len(chunks), index)
     return expansion

@@ -72,6 +72,7 @@ from shared.planning import (
     shards_for,
 )
 from shared.services.context import AppContext
+from shared.services.quotas import reserve as reserve_quota
 from shared.status import settle
 from shared.tracing import submit_span
 from shared.views import SignRead, image_result_item, job_entry, job_status
@@ -213,6 +214,7 @@ def _start_job(
     total_chunks = chunk_count(len(refs), size)
     job = _new_job(ctx, tenant, request, source, job_id, shards_for(tier, settings, total_chunks))
     job.total_images, job.total_chunks = len(refs), total_chunks
+    reserve_quota(ctx, tenant, job_id, job.total_images)  # raises 429 quota_exceeded
     _create(ctx, job)
     chunks = list(inline_chunks(job_id, tenant.tenant_id, job.lane, request.options, refs, size))
 
@@ -233,6 +235,7 @@ def _start_manifest_job(ctx: AppContext, tenant: TenantDocument, request: JobReq
     job_id = new_job_id()
     job = _new_job(ctx, tenant, request, "manifest", job_id, shards_for(Tier(tenant.tier), ctx.settings))
     job.manifest_blob = manifest
+    reserve_quota(ctx, tenant, job_id, None)  # raises 429 quota_exceeded; the images are charged once expanded
     _create(ctx, job)
 
     def enqueue() -> None:

@@ -41,6 +41,14 @@ TEST_SETTINGS = {
     "IMAGE_MAX_BYTES": "8000000",
     "FUNCTIONS_REQUEST_BODY_SIZE_LIMIT": "16000000",
     "ADMIN_API_KEY_SHA256": hashlib.sha256(OPERATOR_KEY.encode()).hexdigest(),
+    # Limits generous enough never to touch other tests (tests/core/test_limits.py starts a host with tight ones).
+    "TIER_API_RATE": "new=1000,enterprise=1000,free=1000",
+    "TIER_API_BURST": "new=1000,enterprise=1000,free=1000",
+    "TIER_MAX_ACTIVE_JOBS": "new=0,enterprise=0,free=0",
+    "TIER_MAX_IMAGES_PER_DAY": "new=0,enterprise=0,free=0",
+    "FETCH_HOST_CONCURRENCY": "16",
+    "FETCH_HOST_RATE_PER_SECOND": "0",
+    "FETCH_RETRY_BASE_SECONDS": "0.2",
 }
 
 

@@ -2,14 +2,23 @@
 
 Paths: `/img/<n>.jpg` (one of a set of distinct generated JPEGs), `/slow/<ms>/<n>.jpg` (the same, after a delay),
 `/corrupt/<n>.jpg` (random bytes), `/missing/<n>.jpg` (404), `/callback` (records POSTed bodies and headers).
+
+For polite fetching: `/flaky/<key>/<k>/<n>.jpg` answers 429 with `Retry-After: 1` to the first k requests for that
+key, `/unavailable/<key>/<k>/<n>.jpg` 503 without Retry-After, `/reset/<key>/<k>/<n>.jpg` resets the connection,
+then each serves the image; `/capped/<cap>/<ms>/<n>.jpg` serves after a delay, but answers 503 while more than
+`cap` requests are in flight on the capped paths (`max_in_flight` and `over_cap` record what it saw). Every GET's
+path is counted in `hits` and its arrival time kept in `arrivals`.
 """
 
 from __future__ import annotations
 
 import io
 import random
+import socket
+import struct
 import threading
 import time
+from collections import Counter
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -42,6 +51,11 @@ class ImageServer:
     images: list[bytes] = field(default_factory=lambda: [make_jpeg(seed) for seed in range(DISTINCT_IMAGES)])
     callbacks: list[tuple[dict[str, str], bytes]] = field(default_factory=list)
     requests: int = 0
+    hits: Counter[str] = field(default_factory=Counter)
+    arrivals: list[tuple[float, str]] = field(default_factory=list)  # (time.monotonic(), path)
+    in_flight: int = 0
+    max_in_flight: int = 0
+    over_cap: int = 0
 
     def url(self, path: str) -> str:
         return f"http://127.0.0.1:{self.port}{path}"
@@ -66,12 +80,32 @@ def running_image_server() -> Iterator[ImageServer]:
         def do_GET(self) -> None:
             with lock:
                 state.requests += 1
+                state.hits[self.path] += 1
+                state.arrivals.append((time.monotonic(), self.path))
+                seen = state.hits[self.path]
             parts = self.path.strip("/").split("/")
             try:
                 n = int(parts[-1].split(".")[0])
             except ValueError:
                 n = 0
-            if parts[0] == "img":
+            if parts[0] in ("flaky", "unavailable", "reset") and seen <= int(parts[2]):
+                if parts[0] == "flaky":
+                    self.send_response(429)
+                    self.send_header("Retry-After", "1")
+                    self.send_header("Content-Length", "0")
+                    self.end_headers()
+                elif parts[0] == "unavailable":
+                    self._send(503, b"busy", "text/plain")
+                else:  # an RST instead of an answer: SO_LINGER with a zero timeout, then close
+                    self.connection.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+                    self.close_connection = True
+                    self.connection.close()
+                return
+            if parts[0] in ("flaky", "unavailable", "reset"):
+                self._send(200, state.images[n % len(state.images)])
+            elif parts[0] == "capped":
+                self._capped(int(parts[1]), int(parts[2]), n)
+            elif parts[0] == "img":
                 self._send(200, state.images[n % len(state.images)])
             elif parts[0] == "slow":
                 time.sleep(int(parts[1]) / 1000)
@@ -80,6 +114,25 @@ def running_image_server() -> Iterator[ImageServer]:
                 self._send(200, random.Random(n).randbytes(2000))
             else:
                 self._send(404, b"not found", "text/plain")
+
+        def _capped(self, cap: int, delay_ms: int, n: int) -> None:
+            # Counted from the request's arrival until just before the answer is sent: inside the client's own
+            # request, so two counted at once were two requests of the client's at once (a count ending after the
+            # send could still be running when the client, answer in hand, has sent its next request).
+            with lock:
+                state.in_flight += 1
+                state.max_in_flight = max(state.max_in_flight, state.in_flight)
+                over = state.in_flight > cap
+                state.over_cap += over
+            try:
+                time.sleep(delay_ms / 1000)
+            finally:
+                with lock:
+                    state.in_flight -= 1
+            if over:
+                self._send(503, b"too many connections", "text/plain")
+            else:
+                self._send(200, state.images[n % len(state.images)])
 
         def do_POST(self) -> None:
             body = self.rfile.read(int(self.headers.get("Content-Length", "0")))
