@@ -158,11 +158,12 @@ def _submit_image(
         raise ApiError(400, "empty_image", "the body is empty: send the image's bytes")
     job_id = new_job_id()
     ref = single_image_ref(job_id)
-    # The original is stored while the job document is written; its chunk is sent only once it is stored.
-    stored = _blob_writes().submit(
-        ctx.blobs.write, ORIGINALS_CONTAINER, f"{tenant.tenant_id}/{ref}", data, "application/octet-stream"
-    )
-    return _start_job(ctx, tenant, JobRequest(blobs=[ref]), "upload", job_id, before_send=stored.result)
+
+    def store_original() -> Callable[[], object]:
+        name, kind = f"{tenant.tenant_id}/{ref}", "application/octet-stream"
+        return _blob_writes().submit(ctx.blobs.write, ORIGINALS_CONTAINER, name, data, kind).result
+
+    return _start_job(ctx, tenant, JobRequest(blobs=[ref]), "upload", job_id, store_original)
 
 
 @functools.cache
@@ -202,10 +203,11 @@ def _start_job(
     request: JobRequest,
     source: JobSource,
     job_id: str,
-    before_send: Callable[[], object] | None = None,
+    store_first: Callable[[], Callable[[], object]] | None = None,
 ) -> JobAccepted:
-    """A job of an inline list: its chunk messages go out in one batched send (after `before_send`, if given,
-    returns: a failure there fails the job like a failed send)."""
+    """A job of an inline list: its chunk messages go out in one batched send. `store_first`, once the quota has
+    admitted the job, starts storing what the job reads (overlapped with the job's Cosmos writes) and gives what
+    to wait on before the send: a failure there fails the job like a failed send."""
     settings = ctx.settings
     tier = Tier(tenant.tier)
     refs = request.inline_refs
@@ -215,12 +217,13 @@ def _start_job(
     job = _new_job(ctx, tenant, request, source, job_id, shards_for(tier, settings, total_chunks))
     job.total_images, job.total_chunks = len(refs), total_chunks
     reserve_quota(ctx, tenant, job_id, job.total_images)  # raises 429 quota_exceeded
+    stored = store_first() if store_first is not None else None
     _create(ctx, job)
     chunks = list(inline_chunks(job_id, tenant.tenant_id, job.lane, request.options, refs, size))
 
     def send() -> None:
-        if before_send is not None:
-            before_send()
+        if stored is not None:
+            stored()
         ctx.bus.send(chunk_queue(chunks[0]), (chunk_message(c, job.shards) for c in chunks))
 
     _enqueue(ctx, job, send)
