@@ -127,8 +127,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"functions   pid {host.pid:<7} http://127.0.0.1:{args.port}/api  (Ctrl-C stops everything)")
         print(f"dashboard   http://127.0.0.1:{args.port}/api/dashboard/")
         print(
-            "create a tenant: .venv/bin/python -m shared.cli create-tenant --name demo --tier new "
-            "--local-settings local.settings.json",
+            "create a tenant: .venv/bin/imagepipe create-tenant --name demo --tier new "
+            "(then see the README's quickstart)",
             flush=True,
         )
         while not stop_requested.wait(0.5) and host.poll() is None:

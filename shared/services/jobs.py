@@ -338,8 +338,12 @@ def _current_job(ctx: AppContext, tenant: TenantDocument, job_id: str) -> JobDoc
     timer will settle it. Every use case that acts on the job's state (cancel, export) starts from this view, so
     none acts on an older state than a status read has shown."""
     job, _ = _owned_job(ctx, tenant, job_id)
+    return _settled(ctx, job)
+
+
+def _settled(ctx: AppContext, job: JobDocument) -> JobDocument:
     if job.total_chunks == 1 and not job.state.terminal and not job.cancel_requested:
-        chunk = ctx.store.get_chunk(job_id, 0)
+        chunk = ctx.store.get_chunk(job.job_id, 0)
         if chunk is not None and chunk.state == "done":
             settle(job, [chunk], utcnow())
     return job
@@ -420,8 +424,8 @@ def list_jobs(
         continuation,
         lambda t: ctx.store.page_job_entries(tenant.tenant_id, wanted, after, before, size, t),
     )
-    jobs = ctx.store.get_jobs(ids)
-    # The entry's state can trail the job's by a roll-up: the job document decides.
+    jobs = {job_id: _settled(ctx, job) for job_id, job in ctx.store.get_jobs(ids).items()}
+    # The entry's state can trail the job's by a roll-up: the job document (as a status read shows it) decides.
     shown = [jobs[i] for i in ids if i in jobs and (wanted is None or jobs[i].state.value in wanted)]
     return JobPage(items=[job_status(j) for j in shown], continuation=encode_continuation(scope, token))
 
