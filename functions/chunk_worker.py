@@ -27,13 +27,12 @@ def _run_chunk(msg: func.ServiceBusMessage) -> None:
         get_context(), msg.get_body().decode("utf-8"), msg.delivery_count or 1, msg.enqueued_time_utc
     )
     log.info(
-        "job %s chunk %d: %d processed, %d already done, finished=%s cancelled=%s",
+        "job %s chunk %d: %s, %d processed, %d already done",
         outcome.job_id,
         outcome.chunk,
+        outcome.end.value,
         outcome.processed,
         outcome.skipped_as_done,
-        outcome.finished,
-        outcome.cancelled,
     )
 
 

@@ -19,8 +19,9 @@ import time
 import uuid
 from collections import Counter
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
+from enum import StrEnum
 from functools import partial
 from typing import Any
 
@@ -62,15 +63,30 @@ CANCEL_CHECK_EVERY_SECONDS = 2.0
 PROGRESS_EVERY_SECONDS = 2.0
 
 
+class ChunkEnd(StrEnum):
+    """How one delivery of a chunk ended."""
+
+    FINISHED = "finished"  # every image has its result; the chunk record is final
+    CONTINUED = "continued"  # the time budget ran out: the rest went to a continuation message
+    CANCELLED = "cancelled"  # the job was cancelled: the rest are counted as skipped
+
+
 @dataclass(frozen=True)
 class ChunkOutcome:
     job_id: str
     chunk: int
+    end: ChunkEnd
     processed: int  # images worked on in this delivery
     skipped_as_done: int  # images an earlier delivery had already recorded
     counts: ImageCounts
-    finished: bool  # False when the remainder went to a continuation message
-    cancelled: bool
+
+    @property
+    def finished(self) -> bool:
+        return self.end is not ChunkEnd.CONTINUED
+
+    @property
+    def cancelled(self) -> bool:
+        return self.end is ChunkEnd.CANCELLED
 
 
 def chunk_images(ctx: AppContext, message: ChunkMessage) -> list[ImageRef]:
@@ -98,7 +114,7 @@ def process_chunk(
         outcome_name = "error"
         try:
             outcome = _process_chunk(ctx, message, delivery_count, enqueued_at, started)
-            outcome_name = "cancelled" if outcome.cancelled else "finished" if outcome.finished else "continued"
+            outcome_name = outcome.end.value
             span.set_attributes({"imagepipe.outcome": outcome_name, "imagepipe.images_processed": outcome.processed})
             return outcome
         finally:
@@ -108,113 +124,136 @@ def process_chunk(
 def _process_chunk(
     ctx: AppContext, message: ChunkMessage, delivery_count: int, enqueued_at: datetime | None, started: float
 ) -> ChunkOutcome:
-    store = ctx.store
-    chunk_id = chunk_document_id(message.job_id, message.chunk)
-    existing = store.get_chunk(message.job_id, message.chunk)
-    if existing is not None and existing.state == "done":
-        return ChunkOutcome(message.job_id, message.chunk, 0, existing.images, existing.counts, True, False)
+    existing = ctx.store.get_chunk(message.job_id, message.chunk)
+    if existing is not None and existing.state == "done":  # a redelivery of a finished chunk
+        return ChunkOutcome(message.job_id, message.chunk, ChunkEnd.FINISHED, 0, existing.images, existing.counts)
+    found = ctx.store.get_job(message.job_id)
+    run = _ChunkRun(ctx, message, started)
+    run.record = _new_record(message, len(run.images), existing, delivery_count, enqueued_at)
+    if found is None or found[0].cancel_requested:
+        # A cancelled (or vanished) job: complete the chunk without work, counting its images as skipped.
+        return run.finish(ChunkEnd.CANCELLED)
+    # The chunk record is written before any image result, so without one no earlier delivery recorded an image.
+    if existing is not None:
+        run.outcomes = ctx.store.image_outcomes(message.job_id, message.chunk)
+    ctx.store.upsert_chunk(run.counted())
+    end = run.process([ref for ref in run.images if ref.index not in run.outcomes])
+    if end is ChunkEnd.CONTINUED:
+        _continue_later(ctx, message, found[0].shards, delivery_count)
+        ctx.store.upsert_chunk(run.counted())
+        return run.outcome(end)
+    if end is ChunkEnd.FINISHED and (existing is not None or _overlapped(ctx, run.record)):
+        # Another delivery worked on this chunk too: recount from the store, the truth whatever either wrote.
+        run.outcomes = ctx.store.image_outcomes(message.job_id, message.chunk)
+    return run.finish(end)
 
-    job = store.get_job(message.job_id)
-    images = chunk_images(ctx, message)
+
+def _new_record(
+    message: ChunkMessage,
+    images: int,
+    existing: ChunkDocument | None,
+    delivery_count: int,
+    enqueued_at: datetime | None,
+) -> ChunkDocument:
+    """This delivery's chunk record (not written yet): running, no counts, a delivery token of its own."""
     now = utcnow()
-    queue_seconds = max(0.0, (now - enqueued_at).total_seconds()) if enqueued_at else 0.0
-    doc = ChunkDocument(
-        id=chunk_id,
+    return ChunkDocument(
+        id=chunk_document_id(message.job_id, message.chunk),
         jobId=message.job_id,
         chunk=message.chunk,
         state="running",
-        images=len(images),
+        images=images,
         counts=ImageCounts(),
         attempts=delivery_count,
         started_at=existing.started_at if existing else now,
-        queue_seconds=queue_seconds,
+        queue_seconds=max(0.0, (now - enqueued_at).total_seconds()) if enqueued_at else 0.0,
         delivery=uuid.uuid4().hex,
     )
-    if job is None or job[0].cancel_requested:
-        # A cancelled (or vanished) job: complete the chunk without work, counting its images as skipped.
-        return _finish(ctx, doc, {}, cancelled=True, processed=0, started=started)
 
-    # The chunk record is written before any image result, so without one no earlier delivery recorded an image.
-    done = {} if existing is None else store.image_outcomes(message.job_id, message.chunk)
-    remaining = [ref for ref in images if ref.index not in done]
-    store.upsert_chunk(_with_counts(doc, done))
 
-    budget = ctx.settings.chunk_time_budget_seconds
-    last_cancel_check = last_progress = time.monotonic()
-    processed = 0
-    writes = WriteBehind()
-    try:
-        for position, ref in enumerate(remaining):
-            now_mono = time.monotonic()
-            if now_mono - started > budget:
-                done.update(writes.drain())
-                _continue_later(ctx, message, job[0].shards, delivery_count)
-                store.upsert_chunk(_with_counts(doc, done))
-                return ChunkOutcome(
-                    message.job_id,
-                    message.chunk,
-                    processed,
-                    len(images) - len(remaining),
-                    doc.counts,
-                    finished=False,
-                    cancelled=False,
-                )
-            if now_mono - last_cancel_check > CANCEL_CHECK_EVERY_SECONDS:
-                last_cancel_check = now_mono
-                current = store.get_job(message.job_id)
-                if current is None or current[0].cancel_requested:
-                    log.info("job %s chunk %d: cancelled after %d images", message.job_id, message.chunk, position)
-                    done.update(writes.drain())
-                    return _finish(ctx, doc, done, cancelled=True, processed=processed, started=started)
-            analysed, attempts = _analyse_image(ctx, message, ref, started + budget)
-            done.update(writes.submit(partial(_record_image, ctx, message, ref, analysed, attempts)))
-            processed += 1
-            if now_mono - last_progress > PROGRESS_EVERY_SECONDS:
-                last_progress = now_mono
-                store.upsert_chunk(_with_counts(doc, done))
-        done.update(writes.drain())
-    except BaseException:
-        writes.abandon()
-        raise
+@dataclass
+class _ChunkRun:
+    """One delivery's work on a chunk: its record, the outcomes known so far (index -> error code, None when the
+    image succeeded) and how many images this delivery processed."""
 
-    if existing is not None or _overlapped(ctx, doc):
-        # Another delivery worked on this chunk too: recount from the store, the truth whatever either wrote.
-        done = store.image_outcomes(message.job_id, message.chunk)
-    return _finish(ctx, doc, done, cancelled=False, processed=processed, started=started)
+    ctx: AppContext
+    message: ChunkMessage
+    started: float
+    record: ChunkDocument = field(init=False)
+    outcomes: dict[int, str | None] = field(default_factory=dict)
+    processed: int = 0
+
+    @functools.cached_property
+    def images(self) -> list[ImageRef]:
+        return chunk_images(self.ctx, self.message)
+
+    def process(self, remaining: list[ImageRef]) -> ChunkEnd:
+        """Analyses and records the remaining images (each one's writes behind the next one's analysis) until they
+        are done, the time budget runs out, or the job is cancelled."""
+        budget = self.ctx.settings.chunk_time_budget_seconds
+        last_cancel_check = last_progress = time.monotonic()
+        writes = WriteBehind()
+        try:
+            for position, ref in enumerate(remaining):
+                now = time.monotonic()
+                if now - self.started > budget:
+                    self.outcomes.update(writes.drain())
+                    return ChunkEnd.CONTINUED
+                if now - last_cancel_check > CANCEL_CHECK_EVERY_SECONDS:
+                    last_cancel_check = now
+                    if self._job_cancelled():
+                        log.info("job %s chunk %d: cancelled after %d images", self.message.job_id,
+                                 self.message.chunk, position)  # fmt: skip
+                        self.outcomes.update(writes.drain())
+                        return ChunkEnd.CANCELLED
+                analysed, attempts = _analyse_image(self.ctx, self.message, ref, self.started + budget)
+                record = partial(_record_image, self.ctx, self.message, ref, analysed, attempts)
+                self.outcomes.update(writes.submit(record))
+                self.processed += 1
+                if now - last_progress > PROGRESS_EVERY_SECONDS:
+                    last_progress = now
+                    self.ctx.store.upsert_chunk(self.counted())
+            self.outcomes.update(writes.drain())
+        except BaseException:
+            writes.abandon()
+            raise
+        return ChunkEnd.FINISHED
+
+    def _job_cancelled(self) -> bool:
+        current = self.ctx.store.get_job(self.message.job_id)
+        return current is None or current[0].cancel_requested
+
+    def counted(self, skipped: int = 0) -> ChunkDocument:
+        """The record with the counts of the outcomes known so far."""
+        codes = Counter(code for code in self.outcomes.values() if code is not None)
+        failed = sum(codes.values())
+        self.record.counts = ImageCounts(succeeded=len(self.outcomes) - failed, failed=failed, skipped=skipped)
+        self.record.error_codes = dict(codes)
+        return self.record
+
+    def finish(self, end: ChunkEnd) -> ChunkOutcome:
+        """Writes the final record: done, counted (a cancelled chunk's unprocessed images as skipped), timed."""
+        skipped = self.record.images - len(self.outcomes) if end is ChunkEnd.CANCELLED else 0
+        record = self.counted(skipped)
+        now = utcnow()
+        record.state, record.finished_at, record.finished_epoch = "done", now, now.timestamp()
+        record.processing_seconds = round(time.monotonic() - self.started, 4)
+        self.ctx.store.upsert_chunk(record)
+        return self.outcome(end)
+
+    def outcome(self, end: ChunkEnd) -> ChunkOutcome:
+        # Images recorded by earlier deliveries: on a continuation, those known before this one's; otherwise the
+        # rest of the chunk.
+        total = len(self.outcomes) if end is ChunkEnd.CONTINUED else self.record.images
+        return ChunkOutcome(
+            self.message.job_id, self.message.chunk, end, self.processed, total - self.processed, self.record.counts
+        )
 
 
 def _overlapped(ctx: AppContext, doc: ChunkDocument) -> bool:
     """Whether another delivery has written the chunk's record since this one did (a lost lock redelivered it)."""
     current = ctx.store.get_chunk(doc.job_id, doc.chunk)
     return current is None or current.delivery != doc.delivery
-
-
-def _with_counts(doc: ChunkDocument, outcomes: dict[int, str | None], skipped: int = 0) -> ChunkDocument:
-    codes = Counter(code for code in outcomes.values() if code is not None)
-    failed = sum(codes.values())
-    doc.counts = ImageCounts(succeeded=len(outcomes) - failed, failed=failed, skipped=skipped)
-    doc.error_codes = dict(codes)
-    return doc
-
-
-def _finish(
-    ctx: AppContext,
-    doc: ChunkDocument,
-    outcomes: dict[int, str | None],
-    *,
-    cancelled: bool,
-    processed: int,
-    started: float,
-) -> ChunkOutcome:
-    skipped = doc.images - len(outcomes) if cancelled else 0
-    _with_counts(doc, outcomes, skipped=skipped)
-    now = utcnow()
-    doc.state = "done"
-    doc.finished_at = now
-    doc.finished_epoch = now.timestamp()
-    doc.processing_seconds = round(time.monotonic() - started, 4)
-    ctx.store.upsert_chunk(doc)
-    return ChunkOutcome(doc.job_id, doc.chunk, processed, doc.images - processed, doc.counts, True, cancelled)
 
 
 def _continue_later(ctx: AppContext, message: ChunkMessage, shards: int, delivery_count: int) -> None:
