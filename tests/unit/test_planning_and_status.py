@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 
 import pytest
@@ -33,7 +34,7 @@ from shared.planning import (
     session_id,
     shards_for,
 )
-from shared.services.expand import iter_line_spans, manifest_lines
+from shared.services.expand import ChunkRun, LineSpan, iter_line_spans, manifest_lines, plan_step
 from shared.status import Bitmap, JobChange, apply_progress, fold_changes
 from shared.views import job_status
 
@@ -265,3 +266,25 @@ def test_the_job_document_of_a_ten_million_image_job_stays_small() -> None:
     assert size < 64 * 1024, size
     assert len(Bitmap(j.finished_chunks)) == chunks and len(j.dead_lettered) == DEAD_LETTER_SAMPLE
     assert job_status(j).dead_lettered_count == len(range(0, chunks, 7))
+
+
+def test_an_expansion_step_cuts_runs_of_chunk_size_and_stops_at_its_batch_or_the_image_limit() -> None:
+    data = b"".join(f"https://x/{n}.jpg\n".encode() for n in range(10))
+    line = len(b"https://x/0.jpg\n")
+
+    def spans(offset: int = 0) -> Iterator[LineSpan]:
+        return iter_line_spans(iter([data[offset:]]), offset)
+
+    whole = plan_step(spans(), 0, 0, chunk_size=4, max_chunks=10, max_images=100)
+    assert whole.runs == [
+        ChunkRun(0, 4 * line, 0, 4), ChunkRun(4 * line, 8 * line, 4, 4), ChunkRun(8 * line, 10 * line, 8, 2)
+    ]  # fmt: skip
+    assert whole.reached_end and not whole.limit_reached and whole.next_index == 10
+
+    first = plan_step(spans(), 0, 0, chunk_size=4, max_chunks=1, max_images=100)
+    assert [r.images for r in first.runs] == [4] and not first.reached_end and first.offset == 4 * line
+    rest = plan_step(spans(first.offset), first.offset, first.next_index, chunk_size=4, max_chunks=10, max_images=100)
+    assert [r.first_index for r in rest.runs] == [4, 8] and rest.reached_end
+
+    capped = plan_step(spans(), 0, 0, chunk_size=4, max_chunks=10, max_images=6)
+    assert [r.images for r in capped.runs] == [4, 2] and capped.limit_reached and capped.next_index == 6
