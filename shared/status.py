@@ -175,32 +175,13 @@ def _dead_letter_state(job: JobDocument, finished: Bitmap) -> tuple[set[int], se
 def apply_progress(job: JobDocument, now: datetime, newly_finished: Iterable[int] = ()) -> bool:
     """Sets counts, state, throughput and ETA from what the job document knows now. Returns True if the job just
     ended. `newly_finished`: the chunks fold_changes has just added."""
-    counts = job.finished_counts
-    codes = Counter(job.finished_error_codes)
-    for running in job.running.values():
-        counts = counts + running.counts
-        codes.update(running.error_codes)
-    job.counts = counts
-    job.error_codes = dict(codes)
-
+    counts = _sum_counts(job)
     finished = Bitmap(job.finished_chunks)
-    finished_count = len(finished)
     unresolved, replaying = _dead_letter_state(job, finished)
-    if job.state.terminal and job.state != JobState.CANCELLED and (replaying or list(newly_finished)):
-        # Dead-lettered chunks were re-sent: the job runs again until they are accounted for. A replayed chunk may
-        # also have finished before any roll-up saw it re-sent (then it arrives here as newly finished, and the end
-        # state must be decided again). An ended job has every other chunk folded already.
-        job.state, job.finished_at = JobState.RUNNING, None
-    if job.started_at is None and (job.running or finished_count):
-        job.started_at = min((r.started_at for r in job.running.values()), default=now)
-    if job.state == JobState.ACCEPTED and job.started_at is not None:
-        job.state = JobState.RUNNING
-
+    _reopen_if_replayed(job, bool(replaying) or bool(list(newly_finished)))
+    _mark_started(job, now, started=bool(job.running) or len(finished) > 0)
     _throughput(job, counts, now)
-    expansion_done = job.manifest_blob is None or job.expansion_done
-    if job.state.terminal or not expansion_done or job.total_chunks is None:
-        return False
-    if finished_count + len(unresolved) < job.total_chunks:
+    if job.state.terminal or not _every_chunk_accounted_for(job, len(finished) + len(unresolved)):
         return False
     job.state = end_state(job, counts, bool(unresolved))
     job.finished_at = job.last_chunk_finished_at or now
@@ -209,6 +190,39 @@ def apply_progress(job: JobDocument, now: datetime, newly_finished: Iterable[int
         job.started_at = job.finished_at
     _throughput(job, counts, job.finished_at)
     return True
+
+
+def _sum_counts(job: JobDocument) -> ImageCounts:
+    """The job's counts and error codes: its finished chunks' final ones plus its running chunks' latest ones."""
+    counts = job.finished_counts
+    codes = Counter(job.finished_error_codes)
+    for running in job.running.values():
+        counts = counts + running.counts
+        codes.update(running.error_codes)
+    job.counts = counts
+    job.error_codes = dict(codes)
+    return counts
+
+
+def _reopen_if_replayed(job: JobDocument, chunks_came_back: bool) -> None:
+    """Dead-lettered chunks were re-sent: the job runs again until they are accounted for. A replayed chunk may also
+    have finished before any roll-up saw it re-sent (then it arrives as newly finished, and the end state must be
+    decided again). An ended job has every other chunk folded already."""
+    if job.state.terminal and job.state != JobState.CANCELLED and chunks_came_back:
+        job.state, job.finished_at = JobState.RUNNING, None
+
+
+def _mark_started(job: JobDocument, now: datetime, started: bool) -> None:
+    if job.started_at is None and started:
+        job.started_at = min((r.started_at for r in job.running.values()), default=now)
+    if job.state == JobState.ACCEPTED and job.started_at is not None:
+        job.state = JobState.RUNNING
+
+
+def _every_chunk_accounted_for(job: JobDocument, finished_or_dead: int) -> bool:
+    """Every chunk of the job is finished or dead-lettered (and not being replayed), and the count is final."""
+    expansion_done = job.manifest_blob is None or job.expansion_done
+    return expansion_done and job.total_chunks is not None and finished_or_dead >= job.total_chunks
 
 
 def _throughput(job: JobDocument, counts: ImageCounts, now: datetime) -> None:
