@@ -2,6 +2,7 @@
 
 Blobs are bytes by (container, name); staged blocks wait beside them until committed, as in Blob Storage. Signed
 URLs are `memory://container/name?...` strings: nothing can fetch them, a test can only compare them.
+tests/core/test_port_contracts.py holds it and BlobStore on Azurite to the same checks.
 """
 
 from __future__ import annotations

@@ -1,11 +1,13 @@
 """An in-process JobStorePort: the stand-in for CosmosJobStore in fast tests of the use cases (as
-shared/dedup/memory_store.py is for the duplicate index). tests/unit/test_job_store_contract.py runs the same checks
-on both, so the two cannot drift apart unnoticed.
+shared/dedup/memory_store.py is for the duplicate index). tests/core/test_port_contracts.py runs the same checks on
+both, so the two cannot drift apart unnoticed.
 
 Documents are kept as Cosmos keeps them: the stored JSON form (`to_store()`), read back through the models, each with
 an etag and a `_ts` stamp. The stamp is a counter that goes up by one on every write, not a clock: what the status
 timer relies on is only that a later write never has a smaller stamp. Paged reads answer an offset as an opaque
-token. The (jobId, bucket) partition key means nothing here: ids are unique per container, as the app makes them.
+token, and refuse one they did not make with ContinuationRejected, as Cosmos DB does (the local emulator does not,
+so tests/core/test_port_contracts.py cannot hold the two to it). The (jobId, bucket) partition key means nothing
+here: ids are unique per container, as the app makes them.
 """
 
 from __future__ import annotations
