@@ -68,8 +68,7 @@ def _names_a_starter(function: Callable[..., Any], seen: set[Any]) -> bool:
         if name in STACK_STARTERS:
             return True
         helper = module_globals.get(name)
-        same_module = inspect.isfunction(helper) and helper.__module__ == function.__module__
-        if same_module and _names_a_starter(helper, seen):
+        if inspect.isfunction(helper) and helper.__module__ == function.__module__ and _names_a_starter(helper, seen):
             return True
     return False
 
