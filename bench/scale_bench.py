@@ -73,6 +73,7 @@ from devstack.stack import (
     start_functions_host,
     stop_pid,
 )
+from shared.adapters.job_store import CosmosJobStore
 from shared.config import MANIFESTS_CONTAINER, Settings
 from shared.messages import manifest_blob_name
 from shared.models import JobOptions
@@ -288,12 +289,19 @@ def report_host_log(lines: list[str]) -> None:
         print(f"    {line[:300]}")
 
 
+def _jobs_container(ctx: AppContext) -> Any:
+    """The `jobs` container itself, for the read-only queries the store has no method for (the context holds the
+    store as a port; here it is the Cosmos one)."""
+    assert isinstance(ctx.store, CosmosJobStore)
+    return ctx.store._jobs
+
+
 def report_job_documents(ctx: AppContext, tenant_id: str, accepted: int) -> None:
     """The tenant's job documents, read-only straight from the container (the store has no query for this): the
     largest, and whether there is one per accepted POST (a POST sent again could have made a second job)."""
     try:
         docs = list(
-            ctx.store._jobs.query_items(
+            _jobs_container(ctx).query_items(
                 "SELECT * FROM c WHERE c.type = 'job' AND c.tenantId = @tenant",
                 parameters=[{"name": "@tenant", "value": tenant_id}],
                 enable_cross_partition_query=True,
@@ -566,7 +574,7 @@ def scenario_many(
 
 
 def stored_result_indexes(ctx: AppContext, job_id: str) -> list[int]:
-    items: Iterable[dict[str, Any]] = ctx.store._jobs.query_items(
+    items: Iterable[dict[str, Any]] = _jobs_container(ctx).query_items(
         "SELECT c.index FROM c WHERE c.jobId = @job AND c.type = 'image'",
         parameters=[{"name": "@job", "value": job_id}],
         enable_cross_partition_query=True,  # the filter routes it; the partition key may be (jobId, bucket)

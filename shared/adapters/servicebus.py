@@ -10,7 +10,7 @@ import threading
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any
+from typing import Any, Protocol
 
 from azure.servicebus import ServiceBusClient, ServiceBusMessage, ServiceBusReceiveMode, ServiceBusSubQueue
 from azure.servicebus.exceptions import MessageSizeExceededError
@@ -42,6 +42,21 @@ class QueueDepth:
     active: int
     scheduled: int
     dead_letter: int
+
+
+class MessageBusPort(Protocol):
+    """What the app needs of Service Bus: the contract MessageBus keeps and InMemoryMessageBus
+    (shared/adapters/memory_bus.py) stands in for in fast tests. Beside its adapter, as the other ports are: it
+    speaks this module's OutgoingMessage, DeadLetter and QueueDepth. Every queue detects duplicates by message id
+    (the infrastructure configures it), which the use cases rely on to make a repeated send harmless."""
+
+    def send(self, queue: str, messages: Iterable[OutgoingMessage]) -> int: ...
+    def schedule(self, queue: str, message: OutgoingMessage, at: datetime) -> None: ...
+    def open_senders(self, queues: Iterable[str]) -> None: ...
+    def drain_dead_letters(
+        self, queue: str, handle: Callable[[DeadLetter], None], max_messages: int = 100
+    ) -> int: ...
+    def queue_depths(self, queues: Iterable[str]) -> dict[str, QueueDepth]: ...
 
 
 class MessageBus:

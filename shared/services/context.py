@@ -1,4 +1,9 @@
-"""The per-process wiring of settings and adapters, built once on first use (functions stay thin)."""
+"""The per-process wiring of settings and adapters, built once on first use (functions stay thin).
+
+AppContext holds its stores and bus as ports (Protocols, each beside its adapter): `from_settings` wires the Azure
+adapters, and fast tests wire the in-memory stand-ins beside them (shared/adapters/memory_*.py). mypy checks here
+that each adapter still satisfies its port.
+"""
 
 from __future__ import annotations
 
@@ -8,24 +13,25 @@ import time
 from dataclasses import dataclass
 from functools import lru_cache
 
-from shared.adapters.blobs import BlobStore
+from shared.adapters.blobs import BlobStore, BlobStorePort
 from shared.adapters.cosmos import ThreadLocalDatabase
 from shared.adapters.dedup_index import CosmosDuplicateIndexStore
-from shared.adapters.job_store import CosmosJobStore
+from shared.adapters.job_store import CosmosJobStore, JobStorePort
 from shared.adapters.limits_store import CosmosLimitsStore
-from shared.adapters.servicebus import MessageBus
+from shared.adapters.servicebus import MessageBus, MessageBusPort
 from shared.config import ALL_QUEUES, Settings, get_settings
 from shared.dedup.service import DuplicateService
+from shared.limits.versioned import VersionedStore
 
 
 @dataclass
 class AppContext:
     settings: Settings
-    store: CosmosJobStore
-    blobs: BlobStore
-    bus: MessageBus
+    store: JobStorePort
+    blobs: BlobStorePort
+    bus: MessageBusPort
     dedup: DuplicateService
-    limits: CosmosLimitsStore
+    limits: VersionedStore  # the shared token buckets and quota usage (the limits store's port, in shared/limits)
 
     @classmethod
     def from_settings(cls, settings: Settings) -> AppContext:

@@ -14,7 +14,7 @@ import threading
 import time
 from dataclasses import dataclass
 
-from shared.adapters.job_store import CosmosJobStore
+from shared.adapters.job_store import JobStorePort
 from shared.config import Tier
 from shared.errors import ApiError, unauthorized
 from shared.models import TenantDocument, utcnow
@@ -33,7 +33,7 @@ def _hash_secret(secret: str) -> str:
     return hashlib.sha256(secret.encode()).hexdigest()
 
 
-def create_tenant(store: CosmosJobStore, name: str, tier: str) -> NewTenant:
+def create_tenant(store: JobStorePort, name: str, tier: str) -> NewTenant:
     try:
         tier_value = Tier(tier)
     except ValueError:
@@ -57,7 +57,7 @@ def create_tenant(store: CosmosJobStore, name: str, tier: str) -> NewTenant:
 class TenantAuthenticator:
     """Resolves `Authorization: Bearer <key>` (or `x-api-key`) to a tenant, caching tenant documents briefly."""
 
-    def __init__(self, store: CosmosJobStore) -> None:
+    def __init__(self, store: JobStorePort) -> None:
         self._store = store
         self._cache: dict[str, tuple[float, TenantDocument | None]] = {}
         self._lock = threading.Lock()
