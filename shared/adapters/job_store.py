@@ -14,7 +14,7 @@ import contextlib
 import threading
 from collections.abc import Iterator
 from dataclasses import dataclass
-from typing import Any, Protocol, cast
+from typing import Any, NamedTuple, Protocol, cast
 
 from azure.core import MatchConditions
 from azure.cosmos import ContainerProxy, DatabaseProxy
@@ -63,6 +63,13 @@ _CHANGE_FIELDS = sorted(
 )
 
 
+class VersionedJob(NamedTuple):
+    """A job document as read, with the etag a guarded replace must match."""
+
+    job: JobDocument
+    etag: str
+
+
 class RequestMeter:
     """Requests counted by the threads that carry it (CosmosJobStore.metered)."""
 
@@ -105,7 +112,7 @@ class JobStorePort(Protocol):
     def metered(self, meter: RequestMeter) -> contextlib.AbstractContextManager[None]: ...
 
     def create_job(self, job: JobDocument) -> None: ...
-    def get_job(self, job_id: str) -> tuple[JobDocument, str] | None: ...
+    def get_job(self, job_id: str) -> VersionedJob | None: ...
     def replace_job(self, job: JobDocument, etag: str) -> bool: ...
     def patch_job(self, job_id: str, fields: dict[str, Any]) -> bool: ...
     def get_jobs(self, job_ids: list[str]) -> dict[str, JobDocument]: ...
@@ -219,11 +226,11 @@ class CosmosJobStore:
         self._count()
         self._jobs.create_item(job.to_store())
 
-    def get_job(self, job_id: str) -> tuple[JobDocument, str] | None:
+    def get_job(self, job_id: str) -> VersionedJob | None:
         raw = self._read(job_id, job_id)
         if raw is None or raw.get("type") != "job":
             return None
-        return JobDocument.model_validate(raw), str(raw["_etag"])
+        return VersionedJob(JobDocument.model_validate(raw), str(raw["_etag"]))
 
     def replace_job(self, job: JobDocument, etag: str) -> bool:
         """Replaces the job document if nobody changed it since `etag` was read. False on a conflict."""

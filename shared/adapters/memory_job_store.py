@@ -24,6 +24,7 @@ from shared.adapters.job_store import (
     Change,
     RequestMeter,
     StoredChange,
+    VersionedJob,
 )
 from shared.messages import chunk_document_id, expansion_document_id, image_result_id
 from shared.models import (
@@ -111,11 +112,11 @@ class InMemoryJobStore:
                 raise KeyError(f"a document {job.id!r} exists")  # Cosmos answers 409 Conflict
             self._write(self._jobs, job.to_store())
 
-    def get_job(self, job_id: str) -> tuple[JobDocument, str] | None:
+    def get_job(self, job_id: str) -> VersionedJob | None:
         raw = self._get(job_id)
         if raw is None or raw.get("type") != "job":
             return None
-        return JobDocument.model_validate(raw), str(raw["_etag"])
+        return VersionedJob(JobDocument.model_validate(raw), str(raw["_etag"]))
 
     def replace_job(self, job: JobDocument, etag: str) -> bool:
         self._count()

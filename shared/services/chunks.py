@@ -130,7 +130,7 @@ def _process_chunk(
     found = ctx.store.get_job(message.job_id)
     run = _ChunkRun(ctx, message, started)
     run.record = _new_record(message, len(run.images), existing, delivery_count, enqueued_at)
-    if found is None or found[0].cancel_requested:
+    if found is None or found.job.cancel_requested:
         # A cancelled (or vanished) job: complete the chunk without work, counting its images as skipped.
         return run.finish(ChunkEnd.CANCELLED)
     # The chunk record is written before any image result, so without one no earlier delivery recorded an image.
@@ -139,7 +139,7 @@ def _process_chunk(
     ctx.store.upsert_chunk(run.counted())
     end = run.process([ref for ref in run.images if ref.index not in run.outcomes])
     if end is ChunkEnd.CONTINUED:
-        _continue_later(ctx, message, found[0].shards, delivery_count)
+        _continue_later(ctx, message, found.job.shards, delivery_count)
         ctx.store.upsert_chunk(run.counted())
         return run.outcome(end)
     if end is ChunkEnd.FINISHED and (existing is not None or _overlapped(ctx, run.record)):
@@ -221,7 +221,7 @@ class _ChunkRun:
 
     def _job_cancelled(self) -> bool:
         current = self.ctx.store.get_job(self.message.job_id)
-        return current is None or current[0].cancel_requested
+        return current is None or current.job.cancel_requested
 
     def counted(self, skipped: int = 0) -> ChunkDocument:
         """The record with the counts of the outcomes known so far."""

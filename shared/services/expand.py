@@ -111,7 +111,7 @@ def expand_manifest(ctx: AppContext, message: ExpandMessage) -> ExpansionDocumen
     found = ctx.store.get_job(message.job_id)
     if found is None:
         raise LookupError(f"job {message.job_id} has no document yet")  # retried: the write may be in flight
-    job, _ = found
+    job = found.job
     expansion = ctx.store.get_expansion(message.job_id) or ExpansionDocument(
         id=expansion_document_id(message.job_id), jobId=message.job_id
     )

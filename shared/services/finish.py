@@ -57,7 +57,7 @@ def handle_finish(ctx: AppContext, message: FinishMessage) -> str:
     found = ctx.store.get_job(message.job_id)
     if found is None:
         return "no such job"
-    job = found[0]
+    job = found.job
     if message.end > job.ends:
         if message.waits >= MAX_WAITS:
             return f"given up: the job never recorded end {message.end}"

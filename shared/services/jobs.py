@@ -321,11 +321,11 @@ def _check_callback_url(url: str, allow_loopback: bool) -> None:
         raise ApiError(400, "invalid_callback_url", str(exc), {"field": "callback_url"}) from None
 
 
-def _owned_job(ctx: AppContext, tenant: TenantDocument, job_id: str) -> tuple[JobDocument, str]:
+def _owned_job(ctx: AppContext, tenant: TenantDocument, job_id: str) -> JobDocument:
     found = ctx.store.get_job(job_id) if job_id.isalnum() else None
-    if found is None or found[0].tenant_id != tenant.tenant_id:
+    if found is None or found.job.tenant_id != tenant.tenant_id:
         raise job_not_found(job_id)  # another tenant's job is indistinguishable from a missing one
-    return found
+    return found.job
 
 
 def get_job_status(ctx: AppContext, tenant: TenantDocument, job_id: str) -> JobStatus:
@@ -337,7 +337,7 @@ def _current_job(ctx: AppContext, tenant: TenantDocument, job_id: str) -> JobDoc
     once rather than after the status timer's next tick: one more point read, settled in memory exactly as the
     timer will settle it. Every use case that acts on the job's state (cancel, export) starts from this view, so
     none acts on an older state than a status read has shown."""
-    job, _ = _owned_job(ctx, tenant, job_id)
+    job = _owned_job(ctx, tenant, job_id)
     return _settled(ctx, job)
 
 
@@ -462,7 +462,7 @@ def list_duplicate_groups(
     ctx: AppContext, tenant: TenantDocument, job_id: str, page_size: str | None, continuation: str | None
 ) -> DuplicateGroupPage:
     """The job's duplicate groups, a page at a time (a large group comes in parts of the same `group`)."""
-    job, _ = _owned_job(ctx, tenant, job_id)
+    job = _owned_job(ctx, tenant, job_id)
     size = _page_size(page_size)
     if job.duplicates.state != "ready":
         return DuplicateGroupPage(items=[], continuation=None)
@@ -497,7 +497,7 @@ def replay_dead_letters(ctx: AppContext, tenant: TenantDocument, job_id: str) ->
     """Re-sends up to REPLAY_BATCH_CHUNKS dead-lettered chunks of the job not replayed yet (bounded work per call:
     `remaining` says how many are left), each with a fresh message id on its original queue and session. Marking a
     dead letter replayed is the change that reopens the job for the status timer."""
-    job, _ = _owned_job(ctx, tenant, job_id)
+    job = _owned_job(ctx, tenant, job_id)
     if job.cancel_requested:
         raise ApiError(409, "job_cancelled", "a cancelled job cannot be replayed")
     pending, more = ctx.store.unreplayed_dead_letters(job_id, ctx.settings.replay_batch_chunks)

@@ -162,7 +162,7 @@ def _roll_up_job(ctx: AppContext, job_id: str, changes: list[Change], now: datet
     if found is None:
         log.warning("job %s: %d changed documents but no job document; ignored", job_id, len(changes))
         return _JobOutcome(folded=True)
-    job, etag = found
+    job, etag = found.job, found.etag
     state_before = job.state
     settled = settle(job, [c.document for c in changes], now)
     outcome = _JobOutcome()
