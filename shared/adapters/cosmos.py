@@ -14,6 +14,7 @@ from typing import Protocol
 from azure.cosmos import ContainerProxy, CosmosClient, DatabaseProxy, PartitionKey
 
 from shared.adapters.emulator_transport import emulator_transport
+from shared.adapters.identity import azure_credential
 from shared.config import COSMOS_CONTAINERS, Settings
 from shared.thread_resources import PerThread
 
@@ -29,10 +30,7 @@ def make_cosmos_client(settings: Settings) -> CosmosClient:
         )
     if settings.cosmos_key:
         return CosmosClient(settings.cosmos_endpoint, credential=settings.cosmos_key)
-    from azure.identity import DefaultAzureCredential
-
-    credential = DefaultAzureCredential(managed_identity_client_id=settings.cosmos_client_id)
-    return CosmosClient(settings.cosmos_endpoint, credential=credential)
+    return CosmosClient(settings.cosmos_endpoint, credential=azure_credential(settings.cosmos_client_id))
 
 
 def get_database(client: CosmosClient, settings: Settings) -> DatabaseProxy:
