@@ -1,7 +1,7 @@
 #!/usr/bin/env node
 // Starts @vercel/cosmosdb-server (HTTPS, its bundled self-signed certificate) through its public API rather than
 // its CLI, to turn on HTTP keep-alive: the CLI answers every request with `Connection: close`, so each SDK call paid
-// a TLS handshake on both sides (notes/local-emulators-facts.md).
+// a TLS handshake on both sides (README.md, "The local stack").
 // Usage: cosmos_server.js --host H --port P [--data-dir DIR]
 //
 // It also mends two things in the package (devstack/cosmos_patches.js), before the package is loaded, and with

@@ -20,7 +20,7 @@ from shared.services.tenants import TenantAuthenticator
 
 log = logging.getLogger(__name__)
 
-_authenticator: TenantAuthenticator | None = None
+_authenticator_lock = threading.Lock()
 _call = threading.local()  # this invocation's RateLimit headers (one invocation per thread at a time)
 
 
@@ -36,11 +36,20 @@ def redirect(url: str) -> func.HttpResponse:
     return func.HttpResponse(status_code=302, headers={"Location": url, "Cache-Control": "no-store"})
 
 
+@functools.cache
+def _build_authenticator() -> TenantAuthenticator:
+    return TenantAuthenticator(get_context().store)
+
+
+def authenticator() -> TenantAuthenticator:
+    """The process's one authenticator (its tenant cache is the process's), built once even when the first requests
+    arrive on several threads at once."""
+    with _authenticator_lock:
+        return _build_authenticator()
+
+
 def tenant_of(req: func.HttpRequest) -> TenantDocument:
-    global _authenticator
-    if _authenticator is None:
-        _authenticator = TenantAuthenticator(get_context().store)
-    tenant = _authenticator.authenticate(req.headers.get("Authorization"), req.headers.get("x-api-key"))
+    tenant = authenticator().authenticate(req.headers.get("Authorization"), req.headers.get("x-api-key"))
     _call.rate_headers = check_api_rate(get_context(), tenant)  # raises 429 rate_limited over the tenant's rate
     return tenant
 

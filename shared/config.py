@@ -14,9 +14,13 @@ import re
 from collections.abc import Mapping
 from enum import StrEnum
 from functools import lru_cache
+from types import MappingProxyType
 from typing import Any
+from urllib.parse import urlparse
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, ValidationError, field_validator, model_validator
+
+from shared.imaging.options import THUMBNAIL_SIZE_MAX, THUMBNAIL_SIZE_MIN
 
 
 class Lane(StrEnum):
@@ -176,12 +180,22 @@ class Settings(BaseModel):
     # operator's key, never the key itself, so the setting is no secret. Empty: the operator view is disabled.
     admin_api_key_sha256: str | None = Field(default=None, alias="ADMIN_API_KEY_SHA256")
 
+    # --- derived views, parsed once when the settings are validated (read on every request and image) -----------
+    _cosmos_is_loopback: bool = PrivateAttr(default=False)
+    _thumbnail_size_list: tuple[int, ...] = PrivateAttr(default=())
+    _job_concurrency_by_tier: Mapping[Tier, int] = PrivateAttr(default_factory=dict)
+    _lane_by_tier: Mapping[Tier, Lane] = PrivateAttr(default_factory=dict)
+    _api_rate_by_tier: Mapping[Tier, tuple[float, float]] = PrivateAttr(default_factory=dict)
+    _quotas_by_tier: Mapping[Tier, tuple[int, int]] = PrivateAttr(default_factory=dict)
+
     @field_validator("thumbnail_sizes")
     @classmethod
     def _sizes_are_ints(cls, value: str) -> str:
         sizes = [s.strip() for s in value.split(",") if s.strip()]
-        if not sizes or not all(s.isdigit() and 16 <= int(s) <= 4096 for s in sizes):
-            raise ValueError("must be a comma-separated list of pixel sizes between 16 and 4096")
+        if not sizes or not all(s.isdigit() and THUMBNAIL_SIZE_MIN <= int(s) <= THUMBNAIL_SIZE_MAX for s in sizes):
+            raise ValueError(
+                f"must be a comma-separated list of pixel sizes between {THUMBNAIL_SIZE_MIN} and {THUMBNAIL_SIZE_MAX}"
+            )
         return value
 
     @field_validator("admin_api_key_sha256")
@@ -197,46 +211,52 @@ class Settings(BaseModel):
             raise ValueError("set AzureWebJobsStorage or AzureWebJobsStorage__accountName")
         if not (self.servicebus_connection or self.servicebus_namespace):
             raise ValueError("set ServiceBusConnection or ServiceBusConnection__fullyQualifiedNamespace")
-        if self.cosmos_emulator_insecure_tls and not self.cosmos_is_loopback:
+        self._cosmos_is_loopback = (urlparse(self.cosmos_endpoint).hostname or "") in _LOOPBACK_HOSTS
+        if self.cosmos_emulator_insecure_tls and not self._cosmos_is_loopback:
             raise ValueError("COSMOS_EMULATOR_INSECURE_TLS is only allowed for a 127.0.0.1/localhost endpoint")
-        _parse_pairs(self.tier_job_concurrency, Tier, int)
-        _parse_pairs(self.tier_lanes, Tier, Lane)
-        for limits in (self.tier_api_rate, self.tier_api_burst):
-            _parse_pairs(limits, Tier, _non_negative(float))
-        for quotas in (self.tier_max_active_jobs, self.tier_max_images_per_day):
-            _parse_pairs(quotas, Tier, _non_negative(int))
+        return self
+
+    @model_validator(mode="after")
+    def _parse_derived_views(self) -> Settings:
+        """Parses the list and "tier=value" settings once, here (their errors are the validation's)."""
+        self._thumbnail_size_list = tuple(sorted({int(s) for s in self.thumbnail_sizes.split(",") if s.strip()}))
+        self._job_concurrency_by_tier = MappingProxyType(_parse_pairs(self.tier_job_concurrency, Tier, int))
+        self._lane_by_tier = MappingProxyType(_parse_pairs(self.tier_lanes, Tier, Lane))
+        rates, bursts = (
+            _parse_pairs(text, Tier, _non_negative(float)) for text in (self.tier_api_rate, self.tier_api_burst)
+        )
+        self._api_rate_by_tier = MappingProxyType({tier: (rates[tier], max(1.0, bursts[tier])) for tier in Tier})
+        active, daily = (
+            _parse_pairs(text, Tier, _non_negative(int))
+            for text in (self.tier_max_active_jobs, self.tier_max_images_per_day)
+        )
+        self._quotas_by_tier = MappingProxyType({tier: (active[tier], daily[tier]) for tier in Tier})
         return self
 
     # --- derived views -------------------------------------------------------------------------
     @property
     def cosmos_is_loopback(self) -> bool:
-        from urllib.parse import urlparse
-
-        return (urlparse(self.cosmos_endpoint).hostname or "") in _LOOPBACK_HOSTS
+        return self._cosmos_is_loopback
 
     @property
     def thumbnail_size_list(self) -> tuple[int, ...]:
-        return tuple(sorted({int(s) for s in self.thumbnail_sizes.split(",") if s.strip()}))
+        return self._thumbnail_size_list
 
     @property
-    def job_concurrency_by_tier(self) -> dict[Tier, int]:
-        return _parse_pairs(self.tier_job_concurrency, Tier, int)
+    def job_concurrency_by_tier(self) -> Mapping[Tier, int]:
+        return self._job_concurrency_by_tier
 
     @property
-    def lane_by_tier(self) -> dict[Tier, Lane]:
-        return _parse_pairs(self.tier_lanes, Tier, Lane)
+    def lane_by_tier(self) -> Mapping[Tier, Lane]:
+        return self._lane_by_tier
 
     def api_rate_of(self, tier: Tier) -> tuple[float, float]:
         """The tier's API rate (requests per second; 0 = unlimited) and burst."""
-        rate = _parse_pairs(self.tier_api_rate, Tier, float)[tier]
-        return rate, max(1.0, _parse_pairs(self.tier_api_burst, Tier, float)[tier])
+        return self._api_rate_by_tier[tier]
 
     def quotas_of(self, tier: Tier) -> tuple[int, int]:
         """The tier's most active jobs and most images per UTC day (0 = no limit)."""
-        return (
-            _parse_pairs(self.tier_max_active_jobs, Tier, int)[tier],
-            _parse_pairs(self.tier_max_images_per_day, Tier, int)[tier],
-        )
+        return self._quotas_by_tier[tier]
 
     @classmethod
     def env_names(cls) -> set[str]:

@@ -15,6 +15,7 @@ from typing import Annotated, Any, Literal
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, HttpUrl, field_validator, model_validator
 
 from shared.config import IMAGES_PER_BUCKET, Lane
+from shared.imaging.options import THUMBNAIL_SIZE_MAX, THUMBNAIL_SIZE_MIN
 from shared.imaging.results import ImageFacts
 
 MAX_REF_LENGTH = 2048
@@ -66,8 +67,8 @@ class JobOptions(Strict):
     @field_validator("thumbnail_sizes")
     @classmethod
     def _sizes_in_range(cls, value: list[int] | None) -> list[int] | None:
-        if value is not None and not all(16 <= s <= 4096 for s in value):
-            raise ValueError("thumbnail sizes must be between 16 and 4096 pixels")
+        if value is not None and not all(THUMBNAIL_SIZE_MIN <= s <= THUMBNAIL_SIZE_MAX for s in value):
+            raise ValueError(f"thumbnail sizes must be between {THUMBNAIL_SIZE_MIN} and {THUMBNAIL_SIZE_MAX} pixels")
         return None if value is None else sorted(set(value))
 
 

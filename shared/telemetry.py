@@ -14,12 +14,12 @@ log = logging.getLogger(__name__)
 def configure_telemetry(settings: Settings) -> bool:
     if not settings.otel_enabled or not os.environ.get("APPLICATIONINSIGHTS_CONNECTION_STRING"):
         return False
-    from azure.identity import DefaultAzureCredential
     from azure.monitor.opentelemetry import configure_azure_monitor
+
+    from shared.adapters.identity import azure_credential
 
     # The connection string is read from the environment by the distro; it is never logged. The deployed
     # Application Insights accepts Entra ID-authenticated telemetry only: send it as the app's managed identity.
-    credential = DefaultAzureCredential(managed_identity_client_id=settings.cosmos_client_id)
-    configure_azure_monitor(logger_name="shared", credential=credential)
+    configure_azure_monitor(logger_name="shared", credential=azure_credential(settings.cosmos_client_id))
     log.info("OpenTelemetry export to Application Insights enabled")
     return True

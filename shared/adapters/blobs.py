@@ -18,6 +18,7 @@ from azure.storage.blob import (
     generate_blob_sas,
 )
 
+from shared.adapters.identity import azure_credential
 from shared.config import ALL_CONTAINERS, Settings
 
 # A SAS starts a little in the past: the storage service refuses a token whose start is ahead of its own clock.
@@ -64,11 +65,8 @@ class BlobStore:
     def from_settings(cls, settings: Settings) -> BlobStore:
         if settings.storage_connection:
             return cls(BlobServiceClient.from_connection_string(settings.storage_connection))
-        from azure.identity import DefaultAzureCredential
-
-        credential = DefaultAzureCredential(managed_identity_client_id=settings.storage_client_id)
         url = f"https://{settings.storage_account_name}.blob.core.windows.net"
-        return cls(BlobServiceClient(account_url=url, credential=credential))
+        return cls(BlobServiceClient(account_url=url, credential=azure_credential(settings.storage_client_id)))
 
     def provision_local(self) -> None:
         """Creates the containers on Azurite. In Azure the Bicep creates them."""

@@ -3,19 +3,21 @@
 In Azure the client authenticates with the managed identity (local auth is disabled on the account).
 Locally it uses the emulator's well-known key, and — for a loopback endpoint only — skips verification of the
 emulator's self-signed certificate, with one pre-built SSL context shared by the connection pool: a fresh context per
-connection capped the emulator at ~45 operations/s (notes/local-emulators-facts.md). devstack starts the emulator with
-keep-alive on, so pooled connections are reused rather than handshaken for every call.
+connection capped the emulator at ~45 operations/s, ~345 with the shared one (shared/adapters/emulator_transport.py).
+devstack starts the emulator with keep-alive on, so pooled connections are reused rather than handshaken for every
+call.
 """
 
 from __future__ import annotations
 
-import threading
 from typing import Protocol
 
 from azure.cosmos import ContainerProxy, CosmosClient, DatabaseProxy, PartitionKey
 
 from shared.adapters.emulator_transport import emulator_transport
+from shared.adapters.identity import azure_credential
 from shared.config import COSMOS_CONTAINERS, Settings
+from shared.thread_resources import PerThread
 
 
 def make_cosmos_client(settings: Settings) -> CosmosClient:
@@ -29,10 +31,7 @@ def make_cosmos_client(settings: Settings) -> CosmosClient:
         )
     if settings.cosmos_key:
         return CosmosClient(settings.cosmos_endpoint, credential=settings.cosmos_key)
-    from azure.identity import DefaultAzureCredential
-
-    credential = DefaultAzureCredential(managed_identity_client_id=settings.cosmos_client_id)
-    return CosmosClient(settings.cosmos_endpoint, credential=credential)
+    return CosmosClient(settings.cosmos_endpoint, credential=azure_credential(settings.cosmos_client_id))
 
 
 def get_database(client: CosmosClient, settings: Settings) -> DatabaseProxy:
@@ -43,6 +42,18 @@ class ContainerSource(Protocol):
     def container(self, name: str) -> ContainerProxy: ...
 
 
+class _ThreadClient:
+    """One thread's client, its database and the container proxies taken from it."""
+
+    def __init__(self, settings: Settings) -> None:
+        self.client = make_cosmos_client(settings)
+        self.database = get_database(self.client, settings)
+        self.containers: dict[str, ContainerProxy] = {}
+
+    def close(self) -> None:
+        self.client.close()
+
+
 class ThreadLocalDatabase:
     """The app's Cosmos database through one client per thread.
 
@@ -50,20 +61,24 @@ class ThreadLocalDatabase:
     (`CosmosClientConnection.last_response_headers`): on a client that several threads use at once, a page can carry
     another request's token (seen under load as a job's only image result returned twice). A client per thread
     keeps each thread's headers its own. Threads here are long-lived (invocation threads, their write-behind
-    threads, the status timer's pool), so each builds its client once."""
+    threads, the status timer's pool), so each builds its client once; `close()` closes every thread's client (so
+    does the worker's exit, see shared/thread_resources.py)."""
 
     def __init__(self, settings: Settings) -> None:
         self._settings = settings
-        self._local = threading.local()
+        self.clients: PerThread[_ThreadClient] = PerThread(
+            "Cosmos client", lambda: _ThreadClient(settings), _ThreadClient.close
+        )
 
     def container(self, name: str) -> ContainerProxy:
-        containers: dict[str, ContainerProxy] | None = getattr(self._local, "containers", None)
-        if containers is None:
-            containers = self._local.containers = {}
-            self._local.database = get_database(make_cosmos_client(self._settings), self._settings)
-        if name not in containers:
-            containers[name] = self._local.database.get_container_client(name)
-        return containers[name]
+        thread_client = self.clients.get()
+        container = thread_client.containers.get(name)
+        if container is None:
+            container = thread_client.containers[name] = thread_client.database.get_container_client(name)
+        return container
+
+    def close(self) -> None:
+        self.clients.close()
 
 
 class SharedDatabase:

@@ -11,7 +11,7 @@ Documents (all in the tenant's partition):
 Band candidates are one query of look-ups on the band fields, OR-ed (`ARRAY_CONTAINS(@b3, c.b3) OR ...`, one array
 of probed values a band): range-index look-ups of those keys, never a scan of the partition on the service (the
 local emulator has no index and scans the container for every query). This needs no GROUP BY, aggregate, OFFSET or
-batch, which the local emulator lacks (notes/local-emulators-facts.md). Queries set enable_cross_partition_query
+batch, which the local emulator lacks (docs/imaging.md, "Cosmos documents"). Queries set enable_cross_partition_query
 with a filter on the partition key (the emulator cannot page a query given partition_key=); the filter still routes
 them to one partition on the real service.
 

@@ -15,6 +15,7 @@ from typing import Any, Protocol
 from azure.servicebus import ServiceBusClient, ServiceBusMessage, ServiceBusReceiveMode, ServiceBusSubQueue
 from azure.servicebus.exceptions import MessageSizeExceededError
 
+from shared.adapters.identity import azure_credential
 from shared.config import Settings
 
 
@@ -73,9 +74,7 @@ class MessageBus:
         if settings.servicebus_connection:
             client = ServiceBusClient.from_connection_string(settings.servicebus_connection)
         else:
-            from azure.identity import DefaultAzureCredential
-
-            credential = DefaultAzureCredential(managed_identity_client_id=settings.servicebus_client_id)
+            credential = azure_credential(settings.servicebus_client_id)
             client = ServiceBusClient(str(settings.servicebus_namespace), credential)
         return cls(client, _admin_client(settings))
 
@@ -199,8 +198,7 @@ def _admin_client(settings: Settings) -> Any | None:
             transport=emulator_transport(),
         )
     if settings.servicebus_namespace:
-        from azure.identity import DefaultAzureCredential
-
-        credential = DefaultAzureCredential(managed_identity_client_id=settings.servicebus_client_id)
-        return ServiceBusAdministrationClient(settings.servicebus_namespace, credential)
+        return ServiceBusAdministrationClient(
+            settings.servicebus_namespace, azure_credential(settings.servicebus_client_id)
+        )
     return None

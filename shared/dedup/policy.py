@@ -1,6 +1,7 @@
-"""When two images count as near duplicates. Defaults from the measured distances
-(notes/performance-figures.md): resized, re-encoded and brightened copies are within pHash 4 (usually 0),
-mirrored copies within 2 of the mirror's pHash, 5 % crops within ~7-14, unrelated photos never below pHash 22."""
+"""When two images count as near duplicates. Defaults from distances measured while the pipeline was built:
+resized, re-encoded and brightened copies are within pHash 4 (usually 0), mirrored copies within 2 of the mirror's
+pHash, 5 % crops within ~7-14, unrelated photos never below pHash 22. The figures on this repository's own corpus
+(tests/imaging/test_near_duplicates.py) are in docs/imaging.md, "Thresholds"."""
 
 from __future__ import annotations
 

@@ -74,6 +74,12 @@ class IsolatedImagePipeline:
                 data,
             )
 
+    @property
+    def child_pid(self) -> int | None:
+        """The running child's process id (None before the first image and after `close`)."""
+        process = self._process
+        return process.pid if process is not None else None
+
     def close(self) -> None:
         with self._lock:
             if self._connection is not None:

@@ -10,6 +10,11 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator
 if TYPE_CHECKING:
     from shared.config import Settings
 
+# The thumbnail sizes (long side, px) the pipeline makes: the THUMBNAIL_SIZES setting, a job's options and these
+# options are all checked against this one range.
+THUMBNAIL_SIZE_MIN = 16
+THUMBNAIL_SIZE_MAX = 4096
+
 
 class ThumbnailFormat(StrEnum):
     JPEG = "jpeg"
@@ -42,8 +47,8 @@ class ImagingOptions(BaseModel):
     @field_validator("thumbnail_sizes")
     @classmethod
     def _sizes_valid(cls, sizes: tuple[int, ...]) -> tuple[int, ...]:
-        if not all(16 <= s <= 4096 for s in sizes):
-            raise ValueError("thumbnail sizes must be between 16 and 4096 px")
+        if not all(THUMBNAIL_SIZE_MIN <= s <= THUMBNAIL_SIZE_MAX for s in sizes):
+            raise ValueError(f"thumbnail sizes must be between {THUMBNAIL_SIZE_MIN} and {THUMBNAIL_SIZE_MAX} px")
         return tuple(sorted(set(sizes), reverse=True))
 
     @field_validator("thumbnail_formats")

@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import functools
 import logging
-import threading
 import time
 import uuid
 from collections import Counter
@@ -54,10 +53,10 @@ from shared.services.context import AppContext
 from shared.services.expand import manifest_lines
 from shared.services.imaging_step import analyse, register_duplicates, stored_facts
 from shared.services.write_behind import ImageOutcome, WriteBehind
+from shared.thread_resources import PerThread
 from shared.tracing import chunk_span
 
 log = logging.getLogger(__name__)
-_thread_state = threading.local()
 
 CANCEL_CHECK_EVERY_SECONDS = 2.0
 PROGRESS_EVERY_SECONDS = 2.0
@@ -282,15 +281,24 @@ def _image_error(
     return _image_result(message, ref, ok=False, error=ImageError(code=code, message=text), result=extra)
 
 
+def _close_clients(clients: dict[FetchPolicy, Any]) -> None:
+    for client in clients.values():
+        client.close()
+    clients.clear()
+
+
+# One guarded HTTP client per worker thread, reused across images and chunks: building one costs ~65 ms (it loads
+# the CA bundle), more than fetching and processing a typical image. Kept under the policy it was built for.
+fetch_clients: PerThread[dict[FetchPolicy, Any]] = PerThread("fetch client", dict, _close_clients)
+
+
 def _fetch_client(policy: FetchPolicy) -> Any:
-    """One guarded HTTP client per worker thread, reused across images and chunks: building one costs ~65 ms
-    (it loads the CA bundle), more than fetching and processing a typical image."""
-    cached = getattr(_thread_state, "fetch_client", None)
-    if cached is None or cached[0] != policy:
-        if cached is not None:
-            cached[1].close()
-        cached = _thread_state.fetch_client = (policy, guarded_client(policy))
-    return cached[1]
+    clients = fetch_clients.get()
+    client = clients.get(policy)
+    if client is None:
+        _close_clients(clients)  # built for other settings (tests change them): one client a thread
+        client = clients[policy] = guarded_client(policy)
+    return client
 
 
 def _fetch(

@@ -7,7 +7,6 @@ registers successful images in the tenant's duplicate index.
 
 from __future__ import annotations
 
-import threading
 from datetime import timedelta
 from typing import Any
 
@@ -16,8 +15,12 @@ from shared.dedup.service import DuplicateService
 from shared.imaging import ImageResult, ImagingOptions
 from shared.imaging.isolation import IsolatedImagePipeline
 from shared.models import JobDocument, JobOptions
+from shared.thread_resources import PerThread
 
-_local = threading.local()
+# One long-lived child per worker thread: the host may run several invocations of a worker at once.
+pipelines: PerThread[IsolatedImagePipeline] = PerThread(
+    "image pipeline", IsolatedImagePipeline, IsolatedImagePipeline.close
+)
 
 # Entries written this long before a job was created are treated as possibly racing its registrations too: covers
 # clock skew between the workers and the service, and replicas catching up.
@@ -36,16 +39,8 @@ def imaging_options(options: JobOptions, settings: Settings) -> ImagingOptions:
     )
 
 
-def _pipeline() -> IsolatedImagePipeline:
-    # One long-lived child per worker thread: the host may run several invocations of a worker at once.
-    pipeline = getattr(_local, "pipeline", None)
-    if pipeline is None:
-        pipeline = _local.pipeline = IsolatedImagePipeline()
-    return pipeline
-
-
 def analyse(data: bytes, options: JobOptions, settings: Settings) -> ImageResult:
-    return _pipeline().process(data, imaging_options(options, settings))
+    return pipelines.get().process(data, imaging_options(options, settings))
 
 
 def stored_facts(result: ImageResult) -> dict[str, Any]:

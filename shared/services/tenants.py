@@ -12,7 +12,10 @@ import hmac
 import secrets
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
+
+from cachetools import TTLCache
 
 from shared.adapters.job_store import JobStorePort
 from shared.config import Tier
@@ -21,6 +24,11 @@ from shared.models import TenantDocument, utcnow
 
 KEY_PREFIX = "ipk_"
 _CACHE_SECONDS = 30.0
+# Tenant ids come from request headers, so anyone can send new ones: both caches are bounded. Known tenants are few
+# and their documents small; ids that name no tenant are cached too (a repeated bad key costs no read), in a cache of
+# their own, so a flood of made-up ids evicts only other made-up ids, never a real tenant.
+KNOWN_TENANTS_CACHED = 10_000
+UNKNOWN_IDS_CACHED = 1_000
 
 
 @dataclass(frozen=True)
@@ -57,10 +65,11 @@ def create_tenant(store: JobStorePort, name: str, tier: str) -> NewTenant:
 class TenantAuthenticator:
     """Resolves `Authorization: Bearer <key>` (or `x-api-key`) to a tenant, caching tenant documents briefly."""
 
-    def __init__(self, store: JobStorePort) -> None:
+    def __init__(self, store: JobStorePort, clock: Callable[[], float] = time.monotonic) -> None:
         self._store = store
-        self._cache: dict[str, tuple[float, TenantDocument | None]] = {}
-        self._lock = threading.Lock()
+        self._known: TTLCache[str, TenantDocument] = TTLCache(KNOWN_TENANTS_CACHED, _CACHE_SECONDS, timer=clock)
+        self._unknown: TTLCache[str, bool] = TTLCache(UNKNOWN_IDS_CACHED, _CACHE_SECONDS, timer=clock)
+        self._lock = threading.Lock()  # the caches are not thread-safe
 
     def authenticate(self, authorization: str | None, api_key_header: str | None) -> TenantDocument:
         key = api_key_header or ""
@@ -74,13 +83,22 @@ class TenantAuthenticator:
             raise unauthorized()
         return tenant
 
+    def cached(self) -> tuple[int, int]:
+        """How many known tenants and unknown ids are cached now (tests and diagnostics)."""
+        with self._lock:
+            return len(self._known), len(self._unknown)
+
     def _tenant(self, tenant_id: str) -> TenantDocument | None:
-        now = time.monotonic()
+        if not tenant_id.isalnum():
+            return None  # no tenant has such an id: nothing to read, nothing to remember
         with self._lock:
-            hit = self._cache.get(tenant_id)
-        if hit and now - hit[0] < _CACHE_SECONDS:
-            return hit[1]
-        tenant = self._store.get_tenant(tenant_id) if tenant_id.isalnum() else None
+            hit = self._known.get(tenant_id)
+            if hit is not None or tenant_id in self._unknown:
+                return hit
+        tenant = self._store.get_tenant(tenant_id)
         with self._lock:
-            self._cache[tenant_id] = (now, tenant)
+            if tenant is None:
+                self._unknown[tenant_id] = True
+            else:
+                self._known[tenant_id] = tenant
         return tenant

@@ -10,28 +10,26 @@ redelivery racing a write still in flight stores the same documents.
 
 from __future__ import annotations
 
-import threading
 from collections import deque
 from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor, wait
 
-_thread_state = threading.local()
+from shared.thread_resources import PerThread
 
 ImageOutcome = tuple[int, str | None]  # (image index, error code or None)
 
-
-def _writer_thread() -> ThreadPoolExecutor:
-    """The calling thread's own writer: long-lived, so its connections are reused across chunks."""
-    executor: ThreadPoolExecutor | None = getattr(_thread_state, "executor", None)
-    if executor is None:
-        executor = _thread_state.executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="image-writes")
-    return executor
+# The calling thread's own writer: long-lived, so its connections are reused across chunks.
+writer_threads: PerThread[ThreadPoolExecutor] = PerThread(
+    "image writer",
+    lambda: ThreadPoolExecutor(max_workers=1, thread_name_prefix="image-writes"),
+    lambda executor: executor.shutdown(wait=True),
+)
 
 
 class WriteBehind:
     def __init__(self, depth: int = 2) -> None:
         self._depth = depth
-        self._executor = _writer_thread()
+        self._executor = writer_threads.get()
         self._pending: deque[Future[ImageOutcome]] = deque()
 
     def submit(self, write: Callable[[], ImageOutcome]) -> list[ImageOutcome]:

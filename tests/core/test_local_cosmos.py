@@ -5,12 +5,14 @@ from __future__ import annotations
 import json
 import shutil
 import subprocess
+import threading
 
 import pytest
+from azure.cosmos import CosmosClient
 from azure.cosmos.exceptions import CosmosResourceNotFoundError
 
 from devstack.stack import ROOT, LocalStack
-from shared.adapters.cosmos import make_cosmos_client, provision_local
+from shared.adapters.cosmos import ThreadLocalDatabase, make_cosmos_client, provision_local
 from shared.adapters.job_store import CosmosJobStore
 from shared.config import Settings
 from shared.messages import image_result_id
@@ -98,3 +100,37 @@ def test_the_emulators_query_compiler_runs_in_one_pass_with_the_same_results() -
     assert all(r["same"] for r in results), results
     assert not any(r["quadratic"] for r in results), results
     assert all(r["rows"] > 2 for r in results), "every query found something, so the comparison means something"
+
+
+@pytest.mark.stack
+def test_closing_the_thread_local_database_closes_every_threads_client(storage_stack: LocalStack) -> None:
+    settings = Settings.from_env({**storage_stack.settings_env(), "ServiceBusConnection": "Endpoint=sb://unused;"})
+    provision_local(make_cosmos_client(settings), settings)
+    database = ThreadLocalDatabase(settings)
+    store = CosmosJobStore(database)
+    release, ready = threading.Event(), threading.Barrier(3)
+    clients: list[CosmosClient] = []
+
+    def read_on_a_live_thread() -> None:
+        assert store.get_job("job-never-written") is None
+        clients.append(database.clients.get().client)
+        ready.wait(30)
+        release.wait(30)
+
+    threads = [threading.Thread(target=read_on_a_live_thread) for _ in range(2)]
+    for thread in threads:
+        thread.start()
+    try:
+        ready.wait(60)
+        assert len({id(c) for c in clients}) == 2 and database.clients.open_count() == 2
+        database.close()
+        # What CosmosClient.close() ends: the client's hold on the SDK's shared per-endpoint routing caches.
+        assert all(c.client_connection._routing_map_provider._released for c in clients)
+        assert database.clients.open_count() == 0
+        assert store.get_job("job-never-written") is None  # this thread builds a new client and reads on
+        assert database.clients.get().client not in clients
+    finally:
+        release.set()
+        for thread in threads:
+            thread.join(30)
+        database.close()
