@@ -29,6 +29,7 @@ from shared.adapters.blobs import BlobNotFound, BlobTooLarge
 from shared.config import MANIFESTS_CONTAINER, ORIGINALS_CONTAINER, THUMBNAILS_CONTAINER
 from shared.fetch import FetchPolicy, guarded_client
 from shared.imaging import ImageResult
+from shared.manifests import manifest_lines
 from shared.messages import (
     chunk_document_id,
     chunk_queue,
@@ -49,10 +50,9 @@ from shared.models import (
     utcnow,
 )
 from shared.polite_fetch import PolitePolicy, polite_fetch, process_gate
+from shared.processing.imaging_step import analyse, register_duplicates, stored_facts
+from shared.processing.write_behind import ImageOutcome, WriteBehind
 from shared.services.context import AppContext
-from shared.services.expand import manifest_lines
-from shared.services.imaging_step import analyse, register_duplicates, stored_facts
-from shared.services.write_behind import ImageOutcome, WriteBehind
 from shared.tracing import chunk_span
 
 log = logging.getLogger(__name__)

@@ -8,6 +8,7 @@ from datetime import UTC, datetime, timedelta
 import pytest
 
 from shared.config import ConfigError, Lane, Settings, Tier
+from shared.manifests import iter_line_spans, manifest_lines
 from shared.models import (
     DEAD_LETTER_SAMPLE,
     CallbackDocument,
@@ -33,7 +34,6 @@ from shared.planning import (
     session_id,
     shards_for,
 )
-from shared.services.expand import iter_line_spans, manifest_lines
 from shared.status import Bitmap, JobChange, apply_progress, fold_changes
 from shared.views import job_status
 
