@@ -15,6 +15,7 @@ from typing import Annotated, Any, Literal
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, HttpUrl, field_validator, model_validator
 
 from shared.config import IMAGES_PER_BUCKET, Lane
+from shared.image_errors import ImageErrorCode
 from shared.imaging.results import ImageFacts
 
 MAX_REF_LENGTH = 2048
@@ -485,7 +486,7 @@ class JobStatus(BaseModel):
 
 
 class ImageErrorItem(BaseModel):
-    code: str = Field(description="A stable per-image error code, e.g. not_found, fetch_timeout, corrupt, too_large")
+    code: ImageErrorCode = Field(description="A stable per-image error code (ImageErrorCode lists them, with meanings)")
     message: str
 
 

@@ -6,6 +6,7 @@ from collections.abc import Callable
 from typing import Any
 
 from shared.config import ORIGINALS_CONTAINER, THUMBNAILS_CONTAINER
+from shared.image_errors import ImageErrorCode
 from shared.imaging.results import ImageFacts
 from shared.models import (
     ImageErrorItem,
@@ -76,7 +77,7 @@ def image_result_item(doc: ImageResultDocument, tenant_id: str, sign: SignRead |
         kind=doc.kind,
         ref=doc.ref,
         ok=doc.ok,
-        error=ImageErrorItem(code=doc.error.code, message=doc.error.message) if doc.error else None,
+        error=ImageErrorItem(code=ImageErrorCode(doc.error.code), message=doc.error.message) if doc.error else None,
         sha256=doc.sha256,
         result=ImageFacts.model_validate(doc.result) if doc.result is not None else None,
         thumbnails=thumbnails,
