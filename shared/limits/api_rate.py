@@ -18,15 +18,12 @@ from shared.config import Settings, Tier
 from shared.errors import RateLimited
 from shared.limits.bucket import BucketLimits, SharedBuckets, Take
 from shared.limits.versioned import Contended, VersionedStore
+from shared.messages import api_bucket_key
 from shared.models import RateLimitUsage, TenantDocument
 
 log = logging.getLogger(__name__)
 
 API_BUCKET_TTL_SECONDS = 3600  # an idle tenant's bucket document expires (a missing one means a full bucket)
-
-
-def api_bucket_key(tenant_id: str) -> str:
-    return f"api:{tenant_id}"
 
 
 def api_limits(settings: Settings, tenant: TenantDocument) -> BucketLimits:

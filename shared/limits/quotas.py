@@ -21,6 +21,7 @@ from typing import Any, Protocol
 
 from shared.errors import QuotaExceeded, Unavailable
 from shared.limits.versioned import Contended, VersionedStore, update
+from shared.messages import usage_key
 from shared.models import ChunkDocument, JobDocument, utcnow
 
 log = logging.getLogger(__name__)
@@ -34,10 +35,6 @@ class JobLookup(Protocol):
     def get_job(self, job_id: str) -> tuple[JobDocument, str] | None: ...
 
     def get_chunk(self, job_id: str, chunk: int) -> ChunkDocument | None: ...
-
-
-def usage_key(tenant_id: str) -> str:
-    return f"usage:{tenant_id}"
 
 
 def day(now: datetime) -> str:

@@ -36,6 +36,7 @@ from shared.messages import (
     chunk_queue,
     continuation_message,
     image_result_id,
+    original_blob_name,
     thumbnail_blob_name,
 )
 from shared.models import (
@@ -264,7 +265,7 @@ def _fetch(
         return _image_error(message, ref, ImageErrorCode.INVALID_REFERENCE, problem), 0
     if ref.kind == "blob":
         try:
-            blob = f"{message.tenant_id}/{ref.ref}"
+            blob = original_blob_name(message.tenant_id, ref.ref)
             return ctx.blobs.read(ORIGINALS_CONTAINER, blob, ctx.settings.image_max_bytes), 1
         except BlobNotFound:
             return _image_error(message, ref, ImageErrorCode.NOT_FOUND, "no such blob in your originals folder"), 1

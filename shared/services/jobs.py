@@ -46,8 +46,10 @@ from shared.messages import (
     export_blob_name,
     finish_message,
     manifest_blob_name,
+    original_blob_name,
     replay_message,
     single_image_ref,
+    upload_blob_name,
     upload_file_ref,
     upload_record_name,
 )
@@ -168,7 +170,7 @@ def _submit_image(
     ref = single_image_ref(job_id)
 
     def store_original() -> Callable[[], object]:
-        name, kind = f"{tenant.tenant_id}/{ref}", "application/octet-stream"
+        name, kind = original_blob_name(tenant.tenant_id, ref), "application/octet-stream"
         return _blob_writes().submit(ctx.blobs.write, ORIGINALS_CONTAINER, name, data, kind).result
 
     return _start_job(ctx, tenant, JobRequest(blobs=[ref]), "upload", job_id, store_original)
@@ -191,9 +193,9 @@ def _uploaded_files(ctx: AppContext, tenant: TenantDocument, upload: str) -> lis
     except BlobNotFound:
         raise InvalidRequest("upload_not_found", f"no upload {upload!r} for this tenant", {"field": "upload"}) from None
     expected = record.decode().split()
-    prefix = f"{tenant.tenant_id}/{upload_file_ref(upload, '')}"
+    prefix = upload_blob_name(tenant.tenant_id, upload, "")
     stored = ctx.blobs.list_sizes(ORIGINALS_CONTAINER, prefix)
-    present = {name.removeprefix(f"{tenant.tenant_id}/") for name, _ in stored}
+    present = {name.removeprefix(original_blob_name(tenant.tenant_id, "")) for name, _ in stored}
     missing = [ref.removeprefix(upload_file_ref(upload, "")) for ref in expected if ref not in present]
     if missing:
         raise Conflict(
@@ -398,7 +400,7 @@ def original_url(ctx: AppContext, tenant: TenantDocument, job_id: str, index: st
     image = _owned_image(ctx, tenant, job_id, index)
     if image.kind != "blob" or not image.ok:
         raise NotFound("original_not_stored", f"image {index}'s original is not in your originals folder")
-    return _read_url_signer(ctx)(ORIGINALS_CONTAINER, f"{tenant.tenant_id}/{image.ref}")
+    return _read_url_signer(ctx)(ORIGINALS_CONTAINER, original_blob_name(tenant.tenant_id, image.ref))
 
 
 def _owned_image(ctx: AppContext, tenant: TenantDocument, job_id: str, index: str) -> ImageResultDocument:

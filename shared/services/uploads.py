@@ -13,7 +13,7 @@ from pydantic import ValidationError
 
 from shared.config import MANIFESTS_CONTAINER, ORIGINALS_CONTAINER
 from shared.errors import InvalidRequest, TooLarge, validation_error
-from shared.messages import upload_blob_name, upload_file_ref, upload_id, upload_record_name
+from shared.messages import manifest_blob_name, upload_blob_name, upload_file_ref, upload_id, upload_record_name
 from shared.models import (
     ManifestStored,
     TenantDocument,
@@ -125,7 +125,7 @@ def store_manifest(ctx: AppContext, tenant: TenantDocument, body: bytes, name: s
             f"{lines} images is over the {settings.max_manifest_images} a manifest may hold",
             {"count": lines, "limit": settings.max_manifest_images},
         )
-    ctx.blobs.write(MANIFESTS_CONTAINER, f"{tenant.tenant_id}/{name}", body, "text/plain; charset=utf-8")
+    ctx.blobs.write(MANIFESTS_CONTAINER, manifest_blob_name(tenant.tenant_id, name), body, "text/plain; charset=utf-8")
     return ManifestStored(manifest=name, lines=lines, bytes=len(body))
 
 

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 from shared.config import Tier
 from shared.limits.api_rate import api_rate_usage
-from shared.limits.quotas import current_use, day, next_midnight, still_active, usage_key
+from shared.limits.quotas import current_use, day, next_midnight, still_active
+from shared.messages import usage_key
 from shared.models import QuotaUsage, TenantDocument, UsageQuotas, UsageReport, utcnow
 from shared.services.context import AppContext
 

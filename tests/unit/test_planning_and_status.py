@@ -9,6 +9,7 @@ import pytest
 
 from shared.config import ConfigError, Lane, Settings, Tier
 from shared.manifests import iter_line_spans, manifest_lines
+from shared.messages import session_id
 from shared.models import (
     DEAD_LETTER_SAMPLE,
     CallbackDocument,
@@ -31,7 +32,6 @@ from shared.planning import (
     inline_chunk_size,
     inline_chunks,
     lane_for,
-    session_id,
     shards_for,
 )
 from shared.status import Bitmap, JobChange, apply_progress, fold_changes
