@@ -41,7 +41,7 @@ log = logging.getLogger(__name__)
 _authenticator: TenantAuthenticator | None = None
 _call = threading.local()  # this invocation's RateLimit headers (one invocation per thread at a time)
 
-# The HTTP status of each kind of domain error (the most specific kind listed first wins).
+# The HTTP status of each kind of domain error (the kinds do not overlap; an unlisted kind answers 400).
 STATUS_OF: tuple[tuple[type[DomainError], int], ...] = (
     (InvalidRequest, 400),
     (Unauthorized, 401),
