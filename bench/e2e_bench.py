@@ -78,7 +78,7 @@ _baseline_clients: dict[Any, Any] = {}
 def _pipeline_one(args: tuple[str, dict[str, Any], dict[str, str]]) -> float:
     from shared.fetch import FetchPolicy, fetch_image, guarded_client
     from shared.imaging import process_image
-    from shared.services.imaging_step import imaging_options
+    from shared.processing.imaging_step import imaging_options
 
     url, options, env = args
     settings = Settings.from_env(env)

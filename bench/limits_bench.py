@@ -25,11 +25,11 @@ from pathlib import Path
 from devstack.stack import LocalStack, StackPorts, provision_app_stores
 from shared.adapters.limits_store import CosmosLimitsStore
 from shared.config import Settings
-from shared.errors import ApiError
+from shared.errors import RateLimited
+from shared.limits.api_rate import check_api_rate
 from shared.models import TenantDocument, utcnow
 from shared.polite_fetch import HostGate, PolitePolicy
 from shared.services.context import AppContext
-from shared.services.rate_limits import check_api_rate
 
 
 def _tenant(tenant_id: str, tier: str) -> TenantDocument:
@@ -54,9 +54,9 @@ def _timed_calls(ctx: AppContext, tenant: TenantDocument, calls: int) -> tuple[l
     for _ in range(calls):
         started = time.perf_counter()
         try:
-            if not check_api_rate(ctx, tenant):
+            if check_api_rate(ctx.limits, ctx.settings, tenant) is None:
                 CONTENDED.append(1)  # let through after losing every etag race (no RateLimit headers)
-        except ApiError:
+        except RateLimited:
             refused += 1
         times.append((time.perf_counter() - started) * 1000)
     return times, refused, _limits_requests(ctx) - before
@@ -65,7 +65,7 @@ def _timed_calls(ctx: AppContext, tenant: TenantDocument, calls: int) -> tuple[l
 def _process_calls(env: dict[str, str], tenant_id: str, calls: int) -> tuple[list[float], int, int, int]:
     """One process of the multi-process case: its own context and client, warmed up, then timed."""
     ctx = AppContext.from_settings(Settings.from_env(env))
-    check_api_rate(ctx, _tenant("twarm", "new"))
+    check_api_rate(ctx.limits, ctx.settings, _tenant("twarm", "new"))
     return (*_timed_calls(ctx, _tenant(tenant_id, "new"), calls), len(CONTENDED))
 
 
@@ -100,7 +100,8 @@ def _measure(stack: LocalStack, calls: int, threads: int) -> None:
     }
     provision_app_stores(env)
     ctx = AppContext.from_settings(Settings.from_env(env))
-    check_api_rate(ctx, _tenant("twarm", "new"))  # the client's first connection is not the limiter's cost
+    # The client's first connection is not the limiter's cost.
+    check_api_rate(ctx.limits, ctx.settings, _tenant("twarm", "new"))
 
     print(_summary("API limiter, granted calls, one after another", *_timed_calls(ctx, _tenant("tseq", "new"), calls)))
     print(_summary("API limiter, refused calls (empty bucket)", *_timed_calls(ctx, _tenant("tfree", "free"), calls)))

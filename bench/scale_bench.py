@@ -151,7 +151,7 @@ _pipeline_state: dict[str, Any] = {}
 
 def _pipeline_init(env: dict[str, str], options: dict[str, Any]) -> None:
     from shared.fetch import FetchPolicy, guarded_client
-    from shared.services.imaging_step import imaging_options
+    from shared.processing.imaging_step import imaging_options
 
     settings = Settings.from_env(env)
     policy = FetchPolicy.from_settings(settings)

@@ -12,7 +12,7 @@ import azure.functions as func
 
 from functions.http import api_errors, json_response
 from shared.dashboard.assets import dashboard_response
-from shared.errors import ApiError
+from shared.errors import NotFound
 from shared.services.context import get_context
 from shared.services.operator import authenticate_operator, operator_overview
 
@@ -25,7 +25,7 @@ def dashboard(req: func.HttpRequest) -> func.HttpResponse:
     path = req.route_params.get("path") or ""
     answer = dashboard_response(path, urlsplit(req.url).path, req.headers.get("If-None-Match"))
     if answer is None:
-        raise ApiError(404, "not_found", f"the dashboard has no file {path!r}")
+        raise NotFound("not_found", f"the dashboard has no file {path!r}")
     return func.HttpResponse(answer.body, status_code=answer.status, headers=answer.headers)
 
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import azure.functions as func
 
 from functions.http import api_errors, json_response, tenant_of
-from shared.services import quotas
+from shared.services import usage
 from shared.services.context import get_context
 
 bp = func.Blueprint()
@@ -14,4 +14,4 @@ bp = func.Blueprint()
 @bp.route(route="usage", methods=["GET"], auth_level=func.AuthLevel.ANONYMOUS)
 @api_errors
 def get_usage(req: func.HttpRequest) -> func.HttpResponse:
-    return json_response(200, quotas.usage_report(get_context(), tenant_of(req)))
+    return json_response(200, usage.usage_report(get_context(), tenant_of(req)))

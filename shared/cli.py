@@ -16,6 +16,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from shared.config import Settings, Tier
+from shared.errors import DomainError
 
 
 def _load_local_settings(path: Path) -> None:
@@ -39,7 +40,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     from shared.services.tenants import create_tenant
 
     ctx = AppContext.from_settings(Settings.from_env())
-    created = create_tenant(ctx.store, args.name, args.tier)
+    try:
+        created = create_tenant(ctx.store, args.name, args.tier)
+    except DomainError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
     print(
         json.dumps(
             {

@@ -1,8 +1,9 @@
-"""Every document id and every outgoing Service Bus message of a job, in one place.
+"""Every document id, blob name, limits key and outgoing Service Bus message of a job, in one place.
 
 Ids are deterministic, so a repeated write is an overwrite and a repeated send is dropped by duplicate detection:
-chunk messages `{job}.{chunk}`, expand steps `{job}.expand.{step}`, finish follow-ups `{job}.{action}.{end}[.{n}]`.
-Continuations and replays carry a time stamp instead: they are meant to be sent again.
+chunk messages `{job}.{chunk}` in session `{job}.{chunk mod shards}`, expand steps `{job}.expand.{step}`, finish
+follow-ups `{job}.{action}.{end}[.{n}]`. Continuations and replays carry a time stamp instead: they are meant to be
+sent again.
 """
 
 from __future__ import annotations
@@ -13,7 +14,7 @@ from typing import TypeVar
 
 from shared.adapters.servicebus import OutgoingMessage
 from shared.models import ChunkMessage, ExpandMessage, FinishMessage, utcnow
-from shared.planning import encode, message_id, session_id
+from shared.planning import encode
 from shared.tracing import current_traceparent
 
 M = TypeVar("M", ChunkMessage, ExpandMessage)
@@ -49,7 +50,34 @@ def callback_document_id(job_id: str) -> str:
     return f"{job_id}.callback"
 
 
+# --- keys of the limits container (one versioned document each) --------------------------------------------
+
+
+def api_bucket_key(tenant_id: str) -> str:
+    """A tenant's API rate bucket."""
+    return f"api:{tenant_id}"
+
+
+def usage_key(tenant_id: str) -> str:
+    """A tenant's quota use (its unfinished jobs, the day's images)."""
+    return f"usage:{tenant_id}"
+
+
+def host_bucket_key(host: str) -> str:
+    """An image host's fetch rate bucket (polite fetching), shared by every worker."""
+    return f"host:{host}"
+
+
 # --- messages -----------------------------------------------------------------------------------------------
+
+
+def session_id(job_id: str, chunk: int, shards: int) -> str:
+    """The session of a chunk: a job's chunks spread over `shards` sessions, its cap on chunks in flight."""
+    return f"{job_id}.{chunk % shards}"
+
+
+def message_id(job_id: str, chunk: int) -> str:
+    return f"{job_id}.{chunk}"
 
 
 def chunk_queue(message: ChunkMessage) -> str:
@@ -131,6 +159,11 @@ def _stamp(now: datetime | None = None) -> str:
 
 
 # --- blob names in a tenant's folders (every container is divided by tenant id) ------------------------------
+
+
+def original_blob_name(tenant_id: str, ref: str) -> str:
+    """An image a job names by blob reference (relative to the tenant's originals folder)."""
+    return f"{tenant_id}/{ref}"
 
 
 def manifest_blob_name(tenant_id: str, name: str) -> str:

@@ -15,6 +15,7 @@ from typing import Annotated, Any, Literal
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, HttpUrl, field_validator, model_validator
 
 from shared.config import IMAGES_PER_BUCKET, Lane
+from shared.image_errors import ImageErrorCode
 from shared.imaging.options import THUMBNAIL_SIZE_MAX, THUMBNAIL_SIZE_MIN
 from shared.imaging.results import ImageFacts
 
@@ -486,7 +487,7 @@ class JobStatus(BaseModel):
 
 
 class ImageErrorItem(BaseModel):
-    code: str = Field(description="A stable per-image error code, e.g. not_found, fetch_timeout, corrupt, too_large")
+    code: ImageErrorCode = Field(description="A stable per-image error code (ImageErrorCode lists them, with meanings)")
     message: str
 
 

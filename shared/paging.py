@@ -1,8 +1,8 @@
 """Continuation tokens of the paged routes: opaque to clients, checked by the API before they reach the store.
 
 A token is the store's own continuation with the page's scope (route and job), as URL-safe base64 of JSON: a token
-that does not decode, or that belongs to another route or job, is refused with 400 rather than passed on (the
-store could mistake it for no token and answer page 1).
+that does not decode, or that belongs to another route or job, is refused as an invalid request rather than passed
+on (the store could mistake it for no token and answer page 1).
 """
 
 from __future__ import annotations
@@ -11,7 +11,7 @@ import base64
 import binascii
 import json
 
-from shared.errors import ApiError
+from shared.errors import InvalidRequest
 
 TOKEN_PATTERN = r"^[A-Za-z0-9_-]{1,16384}$"
 
@@ -40,9 +40,8 @@ def decode_continuation(scope: str, token: str | None) -> str | None:
     return str(raw["c"])
 
 
-def invalid_continuation() -> ApiError:
-    return ApiError(
-        400,
+def invalid_continuation() -> InvalidRequest:
+    return InvalidRequest(
         "invalid_continuation",
         "the continuation token is not one this route gave for this job: pass back the `continuation` of the "
         "previous page unchanged",

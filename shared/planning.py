@@ -1,4 +1,4 @@
-"""Pure planning: job ids, chunking, lanes, session shards and message ids. No I/O."""
+"""Pure planning: job ids, chunking, lanes and session shards. No I/O. (Message and session ids: shared/messages.py.)"""
 
 from __future__ import annotations
 
@@ -28,14 +28,6 @@ def shards_for(tier: Tier, settings: Settings, total_chunks: int | None = None) 
     """How many sessions a job's chunks spread over: its cap on chunks in flight at once."""
     cap = settings.job_concurrency_by_tier[tier]
     return max(1, min(cap, total_chunks)) if total_chunks else cap
-
-
-def session_id(job_id: str, chunk: int, shards: int) -> str:
-    return f"{job_id}.{chunk % shards}"
-
-
-def message_id(job_id: str, chunk: int) -> str:
-    return f"{job_id}.{chunk}"
 
 
 def chunk_count(images: int, chunk_size: int) -> int:

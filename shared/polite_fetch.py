@@ -34,6 +34,7 @@ import httpx
 from shared.fetch import FetchError, FetchErrorCode, FetchPolicy, FetchResult, fetch_image
 from shared.limits.bucket import BucketLimits, SharedBuckets
 from shared.limits.versioned import VersionedStore
+from shared.messages import host_bucket_key
 
 if TYPE_CHECKING:
     from shared.config import Settings
@@ -208,7 +209,7 @@ class HostGate:
                     lease.tokens -= 1
                     return
             try:
-                took = self._buckets.take(f"host:{host}", self._limits, want=self._polite.rate_lease)
+                took = self._buckets.take(host_bucket_key(host), self._limits, want=self._polite.rate_lease)
             except Exception:  # Cosmos unavailable or contended: fetch anyway (the per-process cap still holds)
                 log.warning("host rate bucket for %s unavailable; fetching without it", host, exc_info=True)
                 return

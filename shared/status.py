@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import base64
 from collections import Counter
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from datetime import datetime
 
@@ -92,6 +92,18 @@ def settle(job: JobDocument, changes: Iterable[JobChange], now: datetime) -> Set
         if "dedup" in job.options.analyses and job.state != JobState.CANCELLED:
             job.duplicates = DuplicatesSummary(state="pending")
     return Settled(folded, ended)
+
+
+def as_seen(job: JobDocument, read_only_chunk: Callable[[], ChunkDocument | None], now: datetime) -> JobDocument:
+    """The job as a tenant sees it. A one-chunk job (a single image, a small upload) shows its finished chunk at once
+    rather than after the status timer's next tick: its chunk record (one more read) is settled in memory exactly as
+    the timer will settle it. Whatever acts on a job's state (cancel, export, the active-jobs quota) starts from this
+    view, so none acts on an older state than a status read has shown."""
+    if job.total_chunks == 1 and not job.state.terminal and not job.cancel_requested:
+        chunk = read_only_chunk()
+        if chunk is not None and chunk.state == "done":
+            settle(job, [chunk], now)
+    return job
 
 
 def fold_changes(job: JobDocument, changes: Iterable[JobChange]) -> FoldResult:

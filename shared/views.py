@@ -6,7 +6,9 @@ from collections.abc import Callable
 from typing import Any
 
 from shared.config import ORIGINALS_CONTAINER, THUMBNAILS_CONTAINER
+from shared.image_errors import ImageErrorCode
 from shared.imaging.results import ImageFacts
+from shared.messages import original_blob_name
 from shared.models import (
     ImageErrorItem,
     ImageResultDocument,
@@ -67,7 +69,7 @@ def image_result_item(doc: ImageResultDocument, tenant_id: str, sign: SignRead |
         for thumbnail in thumbnails:
             thumbnail.url = sign(THUMBNAILS_CONTAINER, thumbnail.blob)
     uploaded = sign is not None and doc.kind == "blob" and doc.ok
-    original_url = sign(ORIGINALS_CONTAINER, f"{tenant_id}/{doc.ref}") if sign and uploaded else None
+    original_url = sign(ORIGINALS_CONTAINER, original_blob_name(tenant_id, doc.ref)) if sign and uploaded else None
     return ImageResultItem(
         id=doc.id,
         job_id=doc.job_id,
@@ -76,7 +78,7 @@ def image_result_item(doc: ImageResultDocument, tenant_id: str, sign: SignRead |
         kind=doc.kind,
         ref=doc.ref,
         ok=doc.ok,
-        error=ImageErrorItem(code=doc.error.code, message=doc.error.message) if doc.error else None,
+        error=ImageErrorItem(code=ImageErrorCode(doc.error.code), message=doc.error.message) if doc.error else None,
         sha256=doc.sha256,
         result=ImageFacts.model_validate(doc.result) if doc.result is not None else None,
         thumbnails=thumbnails,

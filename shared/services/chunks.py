@@ -28,12 +28,15 @@ from shared import metrics
 from shared.adapters.blobs import BlobNotFound, BlobTooLarge
 from shared.config import MANIFESTS_CONTAINER, ORIGINALS_CONTAINER, THUMBNAILS_CONTAINER
 from shared.fetch import FetchPolicy, guarded_client
+from shared.image_errors import ImageErrorCode, fetch_error_code, imaging_error_code
 from shared.imaging import ImageResult
+from shared.manifests import manifest_lines
 from shared.messages import (
     chunk_document_id,
     chunk_queue,
     continuation_message,
     image_result_id,
+    original_blob_name,
     thumbnail_blob_name,
 )
 from shared.models import (
@@ -49,10 +52,9 @@ from shared.models import (
     utcnow,
 )
 from shared.polite_fetch import PolitePolicy, polite_fetch, process_gate
+from shared.processing.imaging_step import analyse, register_duplicates, stored_facts
+from shared.processing.write_behind import ImageOutcome, WriteBehind
 from shared.services.context import AppContext
-from shared.services.expand import manifest_lines
-from shared.services.imaging_step import analyse, register_duplicates, stored_facts
-from shared.services.write_behind import ImageOutcome, WriteBehind
 from shared.thread_resources import PerThread
 from shared.tracing import chunk_span
 
@@ -276,9 +278,9 @@ def _image_result(message: ChunkMessage, ref: ImageRef, **fields: Any) -> ImageR
 
 
 def _image_error(
-    message: ChunkMessage, ref: ImageRef, code: str, text: str, extra: dict[str, Any] | None = None
+    message: ChunkMessage, ref: ImageRef, code: ImageErrorCode, text: str, extra: dict[str, Any] | None = None
 ) -> ImageResultDocument:
-    return _image_result(message, ref, ok=False, error=ImageError(code=code, message=text), result=extra)
+    return _image_result(message, ref, ok=False, error=ImageError(code=code.value, message=text), result=extra)
 
 
 def _close_clients(clients: dict[FetchPolicy, Any]) -> None:
@@ -307,21 +309,21 @@ def _fetch(
     """The image's bytes, or an error result naming why they could not be had; and the fetch attempts made."""
     problem = ref_problem(ref.ref, ref.kind)
     if problem:
-        return _image_error(message, ref, "invalid_reference", problem), 0
+        return _image_error(message, ref, ImageErrorCode.INVALID_REFERENCE, problem), 0
     if ref.kind == "blob":
         try:
-            blob = f"{message.tenant_id}/{ref.ref}"
+            blob = original_blob_name(message.tenant_id, ref.ref)
             return ctx.blobs.read(ORIGINALS_CONTAINER, blob, ctx.settings.image_max_bytes), 1
         except BlobNotFound:
-            return _image_error(message, ref, "not_found", "no such blob in your originals folder"), 1
+            return _image_error(message, ref, ImageErrorCode.NOT_FOUND, "no such blob in your originals folder"), 1
         except BlobTooLarge as exc:
-            return _image_error(message, ref, "too_large", str(exc)), 1
+            return _image_error(message, ref, ImageErrorCode.TOO_LARGE, str(exc)), 1
     policy = FetchPolicy.from_settings(ctx.settings)
     polite = PolitePolicy.from_settings(ctx.settings)
     gate = process_gate(polite, ctx.limits)
     got = polite_fetch(ref.ref, policy, polite, gate, client=_fetch_client(policy), retry_deadline=chunk_deadline)
     if got.error is not None:
-        return _image_error(message, ref, f"fetch_{got.error.code}", str(got.error)), got.attempts
+        return _image_error(message, ref, fetch_error_code(got.error.code), str(got.error)), got.attempts
     assert got.result is not None
     return got.result.content, got.attempts
 
@@ -337,7 +339,11 @@ def _analyse_image(
     result = analyse(fetched, message.options, ctx.settings)
     if not result.ok:
         error = result.error
-        code, text = (error.code.value, error.message) if error else ("processing_failed", "no result")
+        code, text = (
+            (imaging_error_code(error.code), error.message)
+            if error
+            else (ImageErrorCode.PROCESSING_FAILED, "no result")
+        )
         return _image_error(message, ref, code, text, stored_facts(result)), attempts
     return result, attempts
 

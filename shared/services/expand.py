@@ -13,41 +13,13 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 
 from shared.config import EXPAND_QUEUE, MANIFESTS_CONTAINER
+from shared.limits.quotas import charge_images
+from shared.manifests import LineSpan, iter_line_spans
 from shared.messages import chunk_message, chunk_queue, expand_message, expansion_document_id
 from shared.models import ChunkMessage, ExpandMessage, ExpansionDocument, JobDocument, ManifestRange
 from shared.services.context import AppContext
-from shared.services.quotas import charge_images
 
 log = logging.getLogger(__name__)
-
-
-@dataclass(frozen=True)
-class LineSpan:
-    start: int  # byte offset of the line
-    end: int  # byte offset just past its newline
-
-
-def manifest_lines(data: bytes) -> list[str]:
-    """The image references in a run of manifest bytes: one a line, blank lines and whitespace ignored."""
-    return [line.strip() for line in data.decode("utf-8", errors="replace").splitlines() if line.strip()]
-
-
-def iter_line_spans(chunks: Iterator[bytes], offset: int) -> Iterator[LineSpan]:
-    """Byte spans of the non-blank lines of a stream that starts at `offset`. Linear in the bytes read: each block
-    is scanned by index, and only the unfinished last line is carried into the next block."""
-    carry = b""
-    position = offset  # absolute offset of data[0]
-    for block in chunks:
-        data = carry + block if carry else block
-        start = 0
-        while (cut := data.find(b"\n", start)) >= 0:
-            if data[start : cut + 1].strip():
-                yield LineSpan(position + start, position + cut + 1)
-            start = cut + 1
-        carry = data[start:]
-        position += start
-    if carry.strip():
-        yield LineSpan(position, position + len(carry))
 
 
 @dataclass(frozen=True)
@@ -152,7 +124,7 @@ def expand_manifest(ctx: AppContext, message: ExpandMessage) -> ExpansionDocumen
         ctx.bus.send(EXPAND_QUEUE, [expand_message(following)])
     ctx.store.upsert_expansion(expansion)
     if ended:
-        charge_images(ctx, job.tenant_id, step.next_index)  # a manifest's image count is known only now (quotas)
+        charge_images(ctx.limits, job.tenant_id, step.next_index)  # a manifest's image count is known only now (quotas)
     log.info(
         "job %s: expansion step %d sent %d chunks (%d images)", job.job_id, message.step, len(step.runs),
         step.next_index,

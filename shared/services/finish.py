@@ -38,8 +38,8 @@ from shared.models import (
     JobDocument,
     utcnow,
 )
+from shared.processing.imaging_step import job_duplicate_groups
 from shared.services.context import AppContext
-from shared.services.imaging_step import job_duplicate_groups
 from shared.views import callback_payload, image_result_item
 
 log = logging.getLogger(__name__)

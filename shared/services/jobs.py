@@ -27,7 +27,17 @@ from shared.config import (
     THUMBNAILS_CONTAINER,
     Tier,
 )
-from shared.errors import ApiError, job_not_found, validation_error
+from shared.errors import (
+    Conflict,
+    InvalidRequest,
+    LengthRequired,
+    NotFound,
+    TooLarge,
+    Unavailable,
+    job_not_found,
+    validation_error,
+)
+from shared.limits.quotas import reserve as reserve_quota
 from shared.messages import (
     chunk_message,
     chunk_queue,
@@ -36,8 +46,10 @@ from shared.messages import (
     export_blob_name,
     finish_message,
     manifest_blob_name,
+    original_blob_name,
     replay_message,
     single_image_ref,
+    upload_blob_name,
     upload_file_ref,
     upload_record_name,
 )
@@ -72,8 +84,7 @@ from shared.planning import (
     shards_for,
 )
 from shared.services.context import AppContext
-from shared.services.quotas import reserve as reserve_quota
-from shared.status import settle
+from shared.status import as_seen
 from shared.tracing import submit_span
 from shared.views import SignRead, image_result_item, job_entry, job_status
 
@@ -89,13 +100,12 @@ def parse_job_request(body: bytes, max_inline_images: int) -> JobRequest:
     try:
         raw = json.loads(body or b"null")
     except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-        raise ApiError(400, "invalid_json", f"the body is not valid JSON: {exc}") from None
+        raise InvalidRequest("invalid_json", f"the body is not valid JSON: {exc}") from None
     if not isinstance(raw, dict):
-        raise ApiError(400, "invalid_request", "the body must be a JSON object")
+        raise InvalidRequest("invalid_request", "the body must be a JSON object")
     for field in ("urls", "blobs"):
         if isinstance(raw.get(field), list) and len(raw[field]) > max_inline_images:
-            raise ApiError(
-                413,
+            raise TooLarge(
                 "too_many_images",
                 f"{len(raw[field])} images in '{field}' is over the {max_inline_images} allowed inline; "
                 "upload a manifest blob (one URL or blob name a line) and pass its name as 'manifest'",
@@ -148,19 +158,19 @@ def _submit_image(
     except ValueError:
         declared = None
     if declared is None:
-        raise ApiError(411, "length_required", "send the image with a Content-Length header")
+        raise LengthRequired("length_required", "send the image with a Content-Length header")
     if declared > limit:
         raise _image_too_large(declared, limit)
     data = read_body()
     if len(data) > limit:
         raise _image_too_large(len(data), limit)
     if not data:
-        raise ApiError(400, "empty_image", "the body is empty: send the image's bytes")
+        raise InvalidRequest("empty_image", "the body is empty: send the image's bytes")
     job_id = new_job_id()
     ref = single_image_ref(job_id)
 
     def store_original() -> Callable[[], object]:
-        name, kind = f"{tenant.tenant_id}/{ref}", "application/octet-stream"
+        name, kind = original_blob_name(tenant.tenant_id, ref), "application/octet-stream"
         return _blob_writes().submit(ctx.blobs.write, ORIGINALS_CONTAINER, name, data, kind).result
 
     return _start_job(ctx, tenant, JobRequest(blobs=[ref]), "upload", job_id, store_original)
@@ -172,8 +182,8 @@ def _blob_writes() -> ThreadPoolExecutor:
     return ThreadPoolExecutor(max_workers=4, thread_name_prefix="image-upload")
 
 
-def _image_too_large(size: int, limit: int) -> ApiError:
-    return ApiError(413, "image_too_large", f"{size} bytes is over the {limit}-byte limit", {"limit": limit})
+def _image_too_large(size: int, limit: int) -> TooLarge:
+    return TooLarge("image_too_large", f"{size} bytes is over the {limit}-byte limit", {"limit": limit})
 
 
 def _uploaded_files(ctx: AppContext, tenant: TenantDocument, upload: str) -> list[str]:
@@ -181,15 +191,14 @@ def _uploaded_files(ctx: AppContext, tenant: TenantDocument, upload: str) -> lis
     try:
         record = ctx.blobs.read(MANIFESTS_CONTAINER, upload_record_name(tenant.tenant_id, upload), 16 << 20)
     except BlobNotFound:
-        raise ApiError(400, "upload_not_found", f"no upload {upload!r} for this tenant", {"field": "upload"}) from None
+        raise InvalidRequest("upload_not_found", f"no upload {upload!r} for this tenant", {"field": "upload"}) from None
     expected = record.decode().split()
-    prefix = f"{tenant.tenant_id}/{upload_file_ref(upload, '')}"
+    prefix = upload_blob_name(tenant.tenant_id, upload, "")
     stored = ctx.blobs.list_sizes(ORIGINALS_CONTAINER, prefix)
-    present = {name.removeprefix(f"{tenant.tenant_id}/") for name, _ in stored}
+    present = {name.removeprefix(original_blob_name(tenant.tenant_id, "")) for name, _ in stored}
     missing = [ref.removeprefix(upload_file_ref(upload, "")) for ref in expected if ref not in present]
     if missing:
-        raise ApiError(
-            409,
+        raise Conflict(
             "upload_incomplete",
             f"{len(missing)} of the upload's {len(expected)} files have not been uploaded",
             {"missing": missing[:20], "count": len(missing)},
@@ -216,7 +225,7 @@ def _start_job(
     total_chunks = chunk_count(len(refs), size)
     job = _new_job(ctx, tenant, request, source, job_id, shards_for(tier, settings, total_chunks))
     job.total_images, job.total_chunks = len(refs), total_chunks
-    reserve_quota(ctx, tenant, job_id, job.total_images)  # raises 429 quota_exceeded
+    _reserve(ctx, tenant, job_id, job.total_images)  # raises quota_exceeded
     stored = store_first() if store_first is not None else None
     _create(ctx, job)
     chunks = list(inline_chunks(job_id, tenant.tenant_id, job.lane, request.options, refs, size))
@@ -238,7 +247,7 @@ def _start_manifest_job(ctx: AppContext, tenant: TenantDocument, request: JobReq
     job_id = new_job_id()
     job = _new_job(ctx, tenant, request, "manifest", job_id, shards_for(Tier(tenant.tier), ctx.settings))
     job.manifest_blob = manifest
-    reserve_quota(ctx, tenant, job_id, None)  # raises 429 quota_exceeded; the images are charged once expanded
+    _reserve(ctx, tenant, job_id, None)  # raises quota_exceeded; the images are charged once expanded
     _create(ctx, job)
 
     def enqueue() -> None:
@@ -248,6 +257,11 @@ def _start_manifest_job(ctx: AppContext, tenant: TenantDocument, request: JobReq
 
     _enqueue(ctx, job, enqueue)
     return _accepted(job)
+
+
+def _reserve(ctx: AppContext, tenant: TenantDocument, job_id: str, images: int | None) -> None:
+    quotas = ctx.settings.quotas_of(Tier(tenant.tier))
+    reserve_quota(ctx.limits, ctx.store, quotas, tenant.tenant_id, job_id, images)
 
 
 def _new_job(
@@ -280,9 +294,7 @@ def _enqueue(ctx: AppContext, job: JobDocument, send: Callable[[], object]) -> N
         ctx.store.patch_job(job.job_id, {"state": JobState.FAILED.value, "finished_at": _now_iso()})
         job.state = JobState.FAILED
         ctx.store.upsert_job_entry(job_entry(job))
-        raise ApiError(
-            503, "enqueue_failed", "the job could not be queued; try again", {"job_id": job.job_id}
-        ) from None
+        raise Unavailable("enqueue_failed", "the job could not be queued; try again", {"job_id": job.job_id}) from None
 
 
 def _accepted(job: JobDocument) -> JobAccepted:
@@ -304,8 +316,7 @@ def _require_manifest(ctx: AppContext, blob: str) -> None:
     try:
         ctx.blobs.size(MANIFESTS_CONTAINER, blob)
     except BlobNotFound:
-        raise ApiError(
-            400,
+        raise InvalidRequest(
             "manifest_not_found",
             f"no manifest blob {blob.partition('/')[2]!r} in your manifests folder",
             {"container": MANIFESTS_CONTAINER, "blob": blob},
@@ -318,7 +329,7 @@ def _check_callback_url(url: str, allow_loopback: bool) -> None:
     try:
         check_public_url(url, allow_loopback)
     except FetchError as exc:
-        raise ApiError(400, "invalid_callback_url", str(exc), {"field": "callback_url"}) from None
+        raise InvalidRequest("invalid_callback_url", str(exc), {"field": "callback_url"}) from None
 
 
 def _owned_job(ctx: AppContext, tenant: TenantDocument, job_id: str) -> JobDocument:
@@ -333,20 +344,12 @@ def get_job_status(ctx: AppContext, tenant: TenantDocument, job_id: str) -> JobS
 
 
 def _current_job(ctx: AppContext, tenant: TenantDocument, job_id: str) -> JobDocument:
-    """The job as the tenant sees it. A one-chunk job (a single image, a small upload) shows its finished chunk at
-    once rather than after the status timer's next tick: one more point read, settled in memory exactly as the
-    timer will settle it. Every use case that acts on the job's state (cancel, export) starts from this view, so
-    none acts on an older state than a status read has shown."""
-    job = _owned_job(ctx, tenant, job_id)
-    return _settled(ctx, job)
+    """The tenant's job as a status read shows it (`as_seen`)."""
+    return _as_seen(ctx, _owned_job(ctx, tenant, job_id))
 
 
-def _settled(ctx: AppContext, job: JobDocument) -> JobDocument:
-    if job.total_chunks == 1 and not job.state.terminal and not job.cancel_requested:
-        chunk = ctx.store.get_chunk(job.job_id, 0)
-        if chunk is not None and chunk.state == "done":
-            settle(job, [chunk], utcnow())
-    return job
+def _as_seen(ctx: AppContext, job: JobDocument) -> JobDocument:
+    return as_seen(job, lambda: ctx.store.get_chunk(job.job_id, 0), utcnow())
 
 
 def list_job_images(
@@ -366,7 +369,7 @@ def list_job_images(
 def _paged(
     scope: str, continuation: str | None, fetch: Callable[[str | None], tuple[PageItems, str | None]]
 ) -> tuple[PageItems, str | None]:
-    """One page from the store, from a client's continuation token (checked first: 400 if it is not ours)."""
+    """One page from the store, from a client's continuation token (checked first: refused if it is not ours)."""
     try:
         return fetch(decode_continuation(scope, continuation))
     except ContinuationRejected:
@@ -385,22 +388,22 @@ def thumbnail_url(ctx: AppContext, tenant: TenantDocument, job_id: str, index: s
         if f"{thumbnail['size']}.{thumbnail['format']}" == file_name:
             return _read_url_signer(ctx)(THUMBNAILS_CONTAINER, str(thumbnail["blob"]))
     made = ", ".join(f"{t['size']}.{t['format']}" for t in image.thumbnails) or "none"
-    raise ApiError(404, "thumbnail_not_found", f"image {index} has no thumbnail {file_name!r} (it has: {made})")
+    raise NotFound("thumbnail_not_found", f"image {index} has no thumbnail {file_name!r} (it has: {made})")
 
 
 def original_url(ctx: AppContext, tenant: TenantDocument, job_id: str, index: str) -> str:
     """A read URL of an image's original, when it is a blob in the tenant's originals folder."""
     image = _owned_image(ctx, tenant, job_id, index)
     if image.kind != "blob" or not image.ok:
-        raise ApiError(404, "original_not_stored", f"image {index}'s original is not in your originals folder")
-    return _read_url_signer(ctx)(ORIGINALS_CONTAINER, f"{tenant.tenant_id}/{image.ref}")
+        raise NotFound("original_not_stored", f"image {index}'s original is not in your originals folder")
+    return _read_url_signer(ctx)(ORIGINALS_CONTAINER, original_blob_name(tenant.tenant_id, image.ref))
 
 
 def _owned_image(ctx: AppContext, tenant: TenantDocument, job_id: str, index: str) -> ImageResultDocument:
     _owned_job(ctx, tenant, job_id)
     image = ctx.store.get_image(job_id, int(index)) if index.isdigit() and len(index) < 10 else None
     if image is None:
-        raise ApiError(404, "image_not_found", f"job {job_id!r} has no result for image {index!r} (yet)")
+        raise NotFound("image_not_found", f"job {job_id!r} has no result for image {index!r} (yet)")
     return image
 
 
@@ -424,7 +427,7 @@ def list_jobs(
         continuation,
         lambda t: ctx.store.page_job_entries(tenant.tenant_id, wanted, after, before, size, t),
     )
-    jobs = {job_id: _settled(ctx, job) for job_id, job in ctx.store.get_jobs(ids).items()}
+    jobs = {job_id: _as_seen(ctx, job) for job_id, job in ctx.store.get_jobs(ids).items()}
     # The entry's state can trail the job's by a roll-up: the job document (as a status read shows it) decides.
     shown = [jobs[i] for i in ids if i in jobs and (wanted is None or jobs[i].state.value in wanted)]
     return JobPage(items=[job_status(j) for j in shown], continuation=encode_continuation(scope, token))
@@ -436,8 +439,7 @@ def _states(text: str | None) -> list[str] | None:
     states = [s.strip() for s in text.split(",") if s.strip()]
     unknown = [s for s in states if s not in JobState.__members__.values()]
     if unknown or not states:
-        raise ApiError(
-            400,
+        raise InvalidRequest(
             "invalid_state",
             f"state must be a comma-separated list of {', '.join(s.value for s in JobState)}",
             {"field": "state", "unknown": unknown},
@@ -452,7 +454,7 @@ def _instant(text: str | None, field: str) -> str | None:
     try:
         moment = datetime.fromisoformat(text.replace("Z", "+00:00"))
     except ValueError:
-        raise ApiError(400, "invalid_time", f"{field} must be an ISO 8601 time", {"field": field}) from None
+        raise InvalidRequest("invalid_time", f"{field} must be an ISO 8601 time", {"field": field}) from None
     if moment.tzinfo is None:
         moment = moment.replace(tzinfo=UTC)
     return moment.astimezone(UTC).isoformat().replace("+00:00", "Z")
@@ -481,7 +483,7 @@ def _page_size(page_size: str | None, default: int = 100, maximum: int = MAX_PAG
     except ValueError:
         size = -1
     if not 1 <= size <= maximum:
-        raise ApiError(400, "invalid_page_size", f"page_size must be 1 to {maximum}", {"field": "page_size"})
+        raise InvalidRequest("invalid_page_size", f"page_size must be 1 to {maximum}", {"field": "page_size"})
     return size
 
 
@@ -499,7 +501,7 @@ def replay_dead_letters(ctx: AppContext, tenant: TenantDocument, job_id: str) ->
     dead letter replayed is the change that reopens the job for the status timer."""
     job = _owned_job(ctx, tenant, job_id)
     if job.cancel_requested:
-        raise ApiError(409, "job_cancelled", "a cancelled job cannot be replayed")
+        raise Conflict("job_cancelled", "a cancelled job cannot be replayed")
     pending, more = ctx.store.unreplayed_dead_letters(job_id, ctx.settings.replay_batch_chunks)
     by_queue: dict[str, list[Any]] = {}
     for dead in pending:
@@ -523,14 +525,13 @@ def export_results(ctx: AppContext, tenant: TenantDocument, job_id: str) -> str 
     does not start it twice)."""
     job = _current_job(ctx, tenant, job_id)
     if not job.state.terminal:
-        raise ApiError(
-            409,
+        raise Conflict(
             "job_not_finished",
             "results are exported once the job has ended; page GET /api/jobs/{id}/images meanwhile",
             {"state": job.state.value},
         )
     if job.ends == 0:
-        raise ApiError(409, "no_results", "the job ended before any image was processed")
+        raise Conflict("no_results", "the job ended before any image was processed")
     name = export_blob_name(tenant.tenant_id, job_id, job.ends)
     if ctx.blobs.exists(EXPORTS_CONTAINER, name):
         return _read_url_signer(ctx)(EXPORTS_CONTAINER, name)

@@ -1,7 +1,7 @@
 """The operator view: lane depths, unfinished jobs across tenants, throughput and failure rate.
 
 Guarded by an operator key of its own (ADMIN_API_KEY_SHA256 holds its SHA-256; unset: the view is disabled and
-answers 404). Everything here is read on demand, nothing is stored for it:
+is reported as not found). Everything here is read on demand, nothing is stored for it:
 - lane depths are the queues' runtime properties (Service Bus administration; the local emulator answers them too);
 - throughput and failure rate come from the chunk records finished in the last WINDOW_SECONDS, bucketed, so a
   chunk counts all its images at the moment it finished (a 500-image chunk is one step, not a slope).
@@ -19,7 +19,7 @@ from typing import Any
 from pydantic import BaseModel, Field
 
 from shared.config import Lane, Settings
-from shared.errors import ApiError
+from shared.errors import NotFound, Unauthorized
 from shared.models import ImageCounts, JobState, utcnow
 from shared.services.context import AppContext
 
@@ -88,15 +88,15 @@ class OperatorOverview(BaseModel):
 def authenticate_operator(settings: Settings, authorization: str | None, api_key: str | None) -> None:
     """Passes when the request carries the operator key (`Authorization: Bearer <key>` or `x-api-key`)."""
     if not settings.admin_api_key_sha256:
-        raise ApiError(404, "operator_view_disabled", "the operator view is disabled (ADMIN_API_KEY_SHA256 is unset)")
+        raise NotFound("operator_view_disabled", "the operator view is disabled (ADMIN_API_KEY_SHA256 is unset)")
     key = api_key or ""
     if authorization and authorization.lower().startswith("bearer "):
         key = authorization[7:].strip()
     if not key:
-        raise ApiError(401, "missing_operator_key", "send the operator key as 'Authorization: Bearer <key>'")
+        raise Unauthorized("missing_operator_key", "send the operator key as 'Authorization: Bearer <key>'")
     digest = hashlib.sha256(key.encode()).hexdigest()
     if not hmac.compare_digest(digest, settings.admin_api_key_sha256):
-        raise ApiError(401, "invalid_operator_key", "the operator key is not valid")
+        raise Unauthorized("invalid_operator_key", "the operator key is not valid")
 
 
 def operator_overview(ctx: AppContext, now_epoch: float | None = None) -> OperatorOverview:

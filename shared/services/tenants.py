@@ -19,7 +19,7 @@ from cachetools import TTLCache
 
 from shared.adapters.job_store import JobStorePort
 from shared.config import Tier
-from shared.errors import ApiError, unauthorized
+from shared.errors import InvalidRequest, unauthorized
 from shared.models import TenantDocument, utcnow
 
 KEY_PREFIX = "ipk_"
@@ -45,7 +45,7 @@ def create_tenant(store: JobStorePort, name: str, tier: str) -> NewTenant:
     try:
         tier_value = Tier(tier)
     except ValueError:
-        raise ApiError(400, "invalid_tier", f"tier must be one of {', '.join(t.value for t in Tier)}") from None
+        raise InvalidRequest("invalid_tier", f"tier must be one of {', '.join(t.value for t in Tier)}") from None
     tenant_id = f"t{secrets.token_hex(6)}"
     secret = secrets.token_urlsafe(32)
     tenant = TenantDocument(

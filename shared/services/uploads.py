@@ -12,8 +12,8 @@ from datetime import timedelta
 from pydantic import ValidationError
 
 from shared.config import MANIFESTS_CONTAINER, ORIGINALS_CONTAINER
-from shared.errors import ApiError, validation_error
-from shared.messages import upload_blob_name, upload_file_ref, upload_id, upload_record_name
+from shared.errors import InvalidRequest, TooLarge, validation_error
+from shared.messages import manifest_blob_name, upload_blob_name, upload_file_ref, upload_id, upload_record_name
 from shared.models import (
     ManifestStored,
     TenantDocument,
@@ -56,10 +56,9 @@ def _parse_upload_request(body: bytes, max_files: int, max_bytes: int) -> Upload
     try:
         raw = json.loads(body or b"null")
     except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-        raise ApiError(400, "invalid_json", f"the body is not valid JSON: {exc}") from None
+        raise InvalidRequest("invalid_json", f"the body is not valid JSON: {exc}") from None
     if isinstance(raw, dict) and isinstance(raw.get("files"), list) and len(raw["files"]) > max_files:
-        raise ApiError(
-            413,
+        raise TooLarge(
             "too_many_files",
             f"{len(raw['files'])} files is over the {max_files} an upload may hold; split them into several uploads",
             {"field": "files", "count": len(raw["files"]), "limit": max_files},
@@ -80,8 +79,7 @@ def _parse_upload_request(body: bytes, max_files: int, max_bytes: int) -> Upload
             problems.append({"field": f"files.{i}.name", "name": f.name, "problem": problem})
         seen.add(f.name)
     if problems:
-        raise ApiError(
-            400,
+        raise InvalidRequest(
             "invalid_files",
             f"{len(problems)} of the files cannot be uploaded",
             {"problems": problems[:PROBLEMS_SHOWN], "count": len(problems)},
@@ -96,14 +94,14 @@ def store_manifest(ctx: AppContext, tenant: TenantDocument, body: bytes, name: s
         raise manifest_too_large(len(body), settings.max_manifest_bytes)
     name = name or f"m-{utcnow():%Y%m%d-%H%M%S}-{upload_id()[1:9]}.txt"
     if len(name) > MANIFEST_NAME_MAX or (problem := ref_problem(name, "blob")):
-        raise ApiError(
-            400, "invalid_manifest_name", f"name: {problem or f'at most {MANIFEST_NAME_MAX} characters'}",
+        raise InvalidRequest(
+            "invalid_manifest_name", f"name: {problem or f'at most {MANIFEST_NAME_MAX} characters'}",
             {"field": "name"},
         )
     try:
         text = body.decode("utf-8-sig")
     except UnicodeDecodeError as exc:
-        raise ApiError(400, "invalid_manifest", f"the manifest is not UTF-8 text: {exc}") from None
+        raise InvalidRequest("invalid_manifest", f"the manifest is not UTF-8 text: {exc}") from None
     lines, problems = 0, []
     for number, raw_line in enumerate(text.splitlines(), start=1):
         line = raw_line.strip()
@@ -114,27 +112,25 @@ def store_manifest(ctx: AppContext, tenant: TenantDocument, body: bytes, name: s
         if problem:
             problems.append({"line": number, "problem": problem})
     if problems:
-        raise ApiError(
-            400,
+        raise InvalidRequest(
             "invalid_manifest",
             f"{len(problems)} lines of the manifest are not image references",
             {"problems": problems[:PROBLEMS_SHOWN], "count": len(problems)},
         )
     if lines == 0:
-        raise ApiError(400, "empty_manifest", "the manifest holds no image references (one URL or blob name a line)")
+        raise InvalidRequest("empty_manifest", "the manifest holds no image references (one URL or blob name a line)")
     if lines > settings.max_manifest_images:
-        raise ApiError(
-            413,
+        raise TooLarge(
             "too_many_images",
             f"{lines} images is over the {settings.max_manifest_images} a manifest may hold",
             {"count": lines, "limit": settings.max_manifest_images},
         )
-    ctx.blobs.write(MANIFESTS_CONTAINER, f"{tenant.tenant_id}/{name}", body, "text/plain; charset=utf-8")
+    ctx.blobs.write(MANIFESTS_CONTAINER, manifest_blob_name(tenant.tenant_id, name), body, "text/plain; charset=utf-8")
     return ManifestStored(manifest=name, lines=lines, bytes=len(body))
 
 
-def manifest_too_large(size: int, limit: int) -> ApiError:
-    return ApiError(
-        413, "manifest_too_large", f"{size} bytes is over the {limit}-byte limit of a manifest sent to the API",
+def manifest_too_large(size: int, limit: int) -> TooLarge:
+    return TooLarge(
+        "manifest_too_large", f"{size} bytes is over the {limit}-byte limit of a manifest sent to the API",
         {"limit": limit},
     )

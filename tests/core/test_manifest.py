@@ -19,9 +19,10 @@ from azure.servicebus import ServiceBusClient
 
 from devstack.stack import LocalStack, StackPorts, provision_app_stores, start_functions_host, stop_pid
 from shared.config import EXPAND_QUEUE, MANIFESTS_CONTAINER, Lane, Settings
+from shared.manifests import manifest_lines
 from shared.models import ChunkMessage, ExpandMessage
 from shared.services.context import AppContext
-from shared.services.expand import expand_manifest, manifest_lines
+from shared.services.expand import expand_manifest
 from shared.services.tenants import create_tenant
 
 LINES = 1_000_000

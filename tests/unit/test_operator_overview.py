@@ -7,8 +7,9 @@ from typing import Any
 
 import pytest
 
+from functions.http import status_of
 from shared.config import Settings
-from shared.errors import ApiError
+from shared.errors import DomainError
 from shared.services.operator import BUCKET_SECONDS, WINDOW_SECONDS, authenticate_operator, throughput
 
 BASE = {
@@ -32,15 +33,15 @@ def test_the_operator_key_is_checked_against_its_digest() -> None:
         ("Basic s3cret", None, "missing_operator_key"),
         (None, "S3CRET", "invalid_operator_key"),
     ):
-        with pytest.raises(ApiError) as caught:
+        with pytest.raises(DomainError) as caught:
             authenticate_operator(settings, authorization, api_key)
-        assert caught.value.status == 401 and caught.value.code == code
+        assert status_of(caught.value) == 401 and caught.value.code == code
 
 
 def test_without_a_digest_the_operator_view_is_disabled() -> None:
-    with pytest.raises(ApiError) as caught:
+    with pytest.raises(DomainError) as caught:
         authenticate_operator(_settings(), f"Bearer {'x' * 20}", None)
-    assert caught.value.status == 404 and caught.value.code == "operator_view_disabled"
+    assert status_of(caught.value) == 404 and caught.value.code == "operator_view_disabled"
 
 
 def test_a_digest_that_is_not_sha256_hex_fails_the_start() -> None:

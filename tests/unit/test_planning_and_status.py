@@ -9,6 +9,8 @@ from datetime import UTC, datetime, timedelta
 import pytest
 
 from shared.config import ConfigError, Lane, Settings, Tier
+from shared.manifests import LineSpan, iter_line_spans, manifest_lines
+from shared.messages import session_id
 from shared.models import (
     DEAD_LETTER_SAMPLE,
     CallbackDocument,
@@ -31,10 +33,9 @@ from shared.planning import (
     inline_chunk_size,
     inline_chunks,
     lane_for,
-    session_id,
     shards_for,
 )
-from shared.services.expand import ChunkRun, LineSpan, iter_line_spans, manifest_lines, plan_step
+from shared.services.expand import ChunkRun, plan_step
 from shared.status import Bitmap, JobChange, apply_progress, fold_changes
 from shared.views import job_status
 

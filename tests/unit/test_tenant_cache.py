@@ -11,7 +11,7 @@ from typing import cast
 import pytest
 
 from shared.adapters.job_store import CosmosJobStore
-from shared.errors import ApiError
+from shared.errors import Unauthorized
 from shared.models import TenantDocument, utcnow
 from shared.services import tenants
 from shared.services.tenants import KEY_PREFIX, TenantAuthenticator, _hash_secret
@@ -70,20 +70,20 @@ def test_a_wrong_secret_is_refused_from_the_cache_too() -> None:
     store = _Store(_tenant("tknown"))
     auth = _authenticator(store)
     auth.authenticate(_key("tknown"), None)
-    with pytest.raises(ApiError) as refused:
+    with pytest.raises(Unauthorized) as refused:
         auth.authenticate(_key("tknown", "guess"), None)
-    assert refused.value.status == 401 and store.reads == ["tknown"]
+    assert refused.value.code == "unauthorized" and store.reads == ["tknown"]
 
 
 def test_an_unknown_id_is_remembered_briefly_so_a_repeated_bad_key_costs_no_read() -> None:
     store, clock = _Store(), _Clock()
     auth = _authenticator(store, clock)
     for _ in range(3):
-        with pytest.raises(ApiError):
+        with pytest.raises(Unauthorized):
             auth.authenticate(None, f"{KEY_PREFIX}tnobody.x")
     assert store.reads == ["tnobody"]
     clock.now += tenants._CACHE_SECONDS + 1
-    with pytest.raises(ApiError):
+    with pytest.raises(Unauthorized):
         auth.authenticate(None, f"{KEY_PREFIX}tnobody.x")
     assert store.reads == ["tnobody", "tnobody"]
 
@@ -91,7 +91,7 @@ def test_an_unknown_id_is_remembered_briefly_so_a_repeated_bad_key_costs_no_read
 def test_ids_that_cannot_be_tenant_ids_are_neither_read_nor_cached() -> None:
     store = _Store()
     auth = _authenticator(store)
-    with pytest.raises(ApiError):
+    with pytest.raises(Unauthorized):
         auth.authenticate(_key("not-an-id/../x"), None)
     assert store.reads == [] and auth.cached() == (0, 0)
 
@@ -101,7 +101,7 @@ def test_a_flood_of_made_up_ids_stays_bounded_and_never_evicts_a_real_tenant() -
     auth = _authenticator(store)
     auth.authenticate(_key("tknown"), None)
     for n in range(tenants.UNKNOWN_IDS_CACHED * 3):
-        with pytest.raises(ApiError):
+        with pytest.raises(Unauthorized):
             auth.authenticate(_key(f"tmadeup{n}"), None)
     known, unknown = auth.cached()
     assert known == 1 and unknown == tenants.UNKNOWN_IDS_CACHED

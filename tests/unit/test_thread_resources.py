@@ -20,7 +20,8 @@ from shared import thread_resources
 from shared.config import Settings
 from shared.fetch import FetchPolicy
 from shared.models import JobOptions
-from shared.services import chunks, imaging_step, write_behind
+from shared.processing import imaging_step, write_behind
+from shared.services import chunks
 from shared.thread_resources import PerThread
 
 T = TypeVar("T")

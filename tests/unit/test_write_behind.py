@@ -7,7 +7,7 @@ import time
 
 import pytest
 
-from shared.services.write_behind import ImageOutcome, WriteBehind
+from shared.processing.write_behind import ImageOutcome, WriteBehind
 
 
 def _write(index: int, log: list[int], delay: float = 0.0, fail: bool = False) -> ImageOutcome:
