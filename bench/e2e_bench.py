@@ -125,7 +125,7 @@ def run_job(env: dict[str, str], urls: list[str], workers: int, work: Path, opti
                 break
             time.sleep(1)
         chunks = ctx.store.finished_chunks_since(job_id, 0.0)
-        result = summarise(job[0].counts.succeeded, chunks, job[0].shards)
+        result = summarise(job[0].counts.succeeded, chunks, job[0].concurrency)
         # What the user sees: from the POST to a GET showing the terminal state (status timer ticks, reconciliation
         # of duplicate groups included; polled every second) — longer than the chunk window above.
         result["submit_to_done_s"] = round(done_at - posted_at, 1)
@@ -144,14 +144,14 @@ def cpu_seconds(pid: int) -> float:
     return ticks / os.sysconf("SC_CLK_TCK")
 
 
-def summarise(succeeded: int, chunks: list[ChunkDocument], shards: int) -> dict[str, Any]:
+def summarise(succeeded: int, chunks: list[ChunkDocument], sessions: int) -> dict[str, Any]:
     first_start = min(c.started_at for c in chunks)
     last_end = max(c.finished_at for c in chunks if c.finished_at)
     wall = (last_end - first_start).total_seconds()
     gaps, busy = 0.0, 0.0
     first_waits = []
-    for shard in range(shards):
-        on_session = sorted((c for c in chunks if c.chunk % shards == shard), key=lambda c: c.started_at)
+    for shard in range(sessions):
+        on_session = sorted((c for c in chunks if c.chunk % sessions == shard), key=lambda c: c.started_at)
         if not on_session:
             continue
         first_waits.append(on_session[0].queue_seconds)

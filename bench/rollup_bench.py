@@ -24,12 +24,12 @@ from shared.config import Lane, Settings
 from shared.messages import chunk_document_id
 from shared.models import ChunkDocument, ImageCounts, JobDocument, JobOptions, JobState, utcnow
 from shared.services.context import AppContext
-from shared.services.status import RollUpReport, roll_up_status
+from shared.services.rollup import RollUpReport, roll_up_status
 
 
 def _job(job_id: str) -> JobDocument:
     return JobDocument(
-        id=job_id, jobId=job_id, tenantId="t-bench", lane=Lane.BULK, shards=1, source="urls",
+        id=job_id, jobId=job_id, tenantId="t-bench", lane=Lane.BULK, concurrency=1, source="urls",
         options=JobOptions(analyses=["exif"]), total_images=1, total_chunks=1, created_at=utcnow(),
         state=JobState.RUNNING,
     )  # fmt: skip

@@ -120,7 +120,7 @@ class Settings(BaseModel):
     max_inline_images: int = Field(default=10_000, ge=1, alias="MAX_INLINE_IMAGES")
     max_manifest_images: int = Field(default=10_000_000, ge=1, alias="MAX_MANIFEST_IMAGES")
     expand_batch_chunks: int = Field(default=200, ge=1, alias="EXPAND_BATCH_CHUNKS")
-    # Per-job concurrency caps (number of session shards) per tier, "tier=cap,..."
+    # Per-job concurrency caps (chunks in flight at once, each in a session of its own) per tier, "tier=cap,..."
     tier_job_concurrency: str = Field(default="new=4,enterprise=8,free=2", alias="TIER_JOB_CONCURRENCY")
     # Tier -> lane mapping, "tier=lane,..."
     tier_lanes: str = Field(default="new=high,enterprise=standard,free=bulk", alias="TIER_LANES")

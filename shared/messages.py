@@ -1,7 +1,7 @@
 """Every document id, blob name, limits key and outgoing Service Bus message of a job, in one place.
 
 Ids are deterministic, so a repeated write is an overwrite and a repeated send is dropped by duplicate detection:
-chunk messages `{job}.{chunk}` in session `{job}.{chunk mod shards}`, expand steps `{job}.expand.{step}`, finish
+chunk messages `{job}.{chunk}` in session `{job}.{chunk mod concurrency}`, expand steps `{job}.expand.{step}`, finish
 follow-ups `{job}.{action}.{end}[.{n}]`. Continuations and replays carry a time stamp instead: they are meant to be
 sent again.
 """
@@ -71,9 +71,9 @@ def host_bucket_key(host: str) -> str:
 # --- messages -----------------------------------------------------------------------------------------------
 
 
-def session_id(job_id: str, chunk: int, shards: int) -> str:
-    """The session of a chunk: a job's chunks spread over `shards` sessions, its cap on chunks in flight."""
-    return f"{job_id}.{chunk % shards}"
+def session_id(job_id: str, chunk: int, concurrency: int) -> str:
+    """The session of a chunk: a job's chunks spread over `concurrency` sessions, its cap on chunks in flight."""
+    return f"{job_id}.{chunk % concurrency}"
 
 
 def message_id(job_id: str, chunk: int) -> str:
@@ -84,29 +84,29 @@ def chunk_queue(message: ChunkMessage) -> str:
     return message.lane.express_queue_name if message.express else message.lane.queue_name
 
 
-def chunk_message(message: ChunkMessage, shards: int) -> OutgoingMessage:
+def chunk_message(message: ChunkMessage, concurrency: int) -> OutgoingMessage:
     """A chunk as first sent. An express chunk has no session: any consumer of the lane's express queue takes it.
     It carries the trace context it was sent in (the submit's), unless it already names one."""
-    return _chunk(_traced(message), shards, message_id(message.job_id, message.chunk), {})
+    return _chunk(_traced(message), concurrency, message_id(message.job_id, message.chunk), {})
 
 
-def continuation_message(message: ChunkMessage, shards: int, delivery_count: int) -> OutgoingMessage:
+def continuation_message(message: ChunkMessage, concurrency: int, delivery_count: int) -> OutgoingMessage:
     """The same chunk again (its recorded images are skipped on pickup), on the same session, with a fresh id."""
     return _chunk(
         message,
-        shards,
+        concurrency,
         f"{message_id(message.job_id, message.chunk)}.cont.{_stamp()}",
         {"continuation": delivery_count},
     )
 
 
-def replay_message(message: ChunkMessage, body: str, shards: int) -> OutgoingMessage:
+def replay_message(message: ChunkMessage, body: str, concurrency: int) -> OutgoingMessage:
     """A dead-lettered chunk re-sent as it was, with a fresh id (duplicate detection would drop the original)."""
     attempt = _stamp()
     return OutgoingMessage(
         body=body,
         message_id=f"{message_id(message.job_id, message.chunk)}.replay.{attempt}",
-        session_id=None if message.express else session_id(message.job_id, message.chunk, shards),
+        session_id=None if message.express else session_id(message.job_id, message.chunk, concurrency),
         subject="chunk",
         properties={"jobId": message.job_id, "chunk": message.chunk, "replay": attempt},
     )
@@ -137,11 +137,11 @@ def finish_message(message: FinishMessage) -> OutgoingMessage:
     )
 
 
-def _chunk(message: ChunkMessage, shards: int, msg_id: str, extra: dict[str, str | int]) -> OutgoingMessage:
+def _chunk(message: ChunkMessage, concurrency: int, msg_id: str, extra: dict[str, str | int]) -> OutgoingMessage:
     return OutgoingMessage(
         body=encode(message),
         message_id=msg_id,
-        session_id=None if message.express else session_id(message.job_id, message.chunk, shards),
+        session_id=None if message.express else session_id(message.job_id, message.chunk, concurrency),
         subject="chunk",
         properties={"jobId": message.job_id, "chunk": message.chunk, **extra},
     )

@@ -12,7 +12,16 @@ from datetime import UTC, datetime
 from enum import StrEnum
 from typing import Annotated, Any, Literal
 
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field, HttpUrl, field_validator, model_validator
+from pydantic import (
+    AfterValidator,
+    AliasChoices,
+    BaseModel,
+    ConfigDict,
+    Field,
+    HttpUrl,
+    field_validator,
+    model_validator,
+)
 
 from shared.config import IMAGES_PER_BUCKET, Lane
 from shared.image_errors import ImageErrorCode
@@ -298,7 +307,9 @@ class JobDocument(JobOwnedDocument):
     type: Literal["job"] = "job"
     state: JobState = JobState.ACCEPTED
     lane: Lane
-    shards: int
+    # The job's cap on chunks in flight at once: its chunks are spread over this many sessions. Read from older
+    # documents' `shards` too.
+    concurrency: int = Field(validation_alias=AliasChoices("concurrency", "shards"), serialization_alias="concurrency")
     source: JobSource
     manifest_blob: str | None = None
     expansion_done: bool = False
@@ -346,7 +357,9 @@ class ChunkDocument(JobOwnedDocument):
     delivery: str | None = None  # which delivery last wrote the record (two may overlap after a lost lock)
 
 
-class ImageError(BaseModel):
+class StoredImageError(BaseModel):
+    """Why an image has no result, as its result document stores it (the API shows it as an ImageErrorItem)."""
+
     code: str
     message: str
 
@@ -358,7 +371,7 @@ class ImageResultDocument(JobOwnedDocument):
     kind: ImageRefKind
     ref: str
     ok: bool
-    error: ImageError | None = None
+    error: StoredImageError | None = None
     sha256: str | None = None
     result: dict[str, Any] | None = None  # the pipeline's facts, hashes, faces
     thumbnails: list[dict[str, Any]] = Field(default_factory=list)  # {size, format, blob, width, height}

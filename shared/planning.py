@@ -1,4 +1,4 @@
-"""Pure planning: job ids, chunking, lanes and session shards. No I/O. (Message and session ids: shared/messages.py.)"""
+"""Pure planning: job ids, chunking, lanes and per-job concurrency. No I/O. (Message and session ids: messages.py.)"""
 
 from __future__ import annotations
 
@@ -24,8 +24,8 @@ def lane_for(tier: Tier, settings: Settings) -> Lane:
     return settings.lane_by_tier[tier]
 
 
-def shards_for(tier: Tier, settings: Settings, total_chunks: int | None = None) -> int:
-    """How many sessions a job's chunks spread over: its cap on chunks in flight at once."""
+def concurrency_for(tier: Tier, settings: Settings, total_chunks: int | None = None) -> int:
+    """A job's cap on chunks in flight at once: how many sessions its chunks spread over (at most its chunks)."""
     cap = settings.job_concurrency_by_tier[tier]
     return max(1, min(cap, total_chunks)) if total_chunks else cap
 

@@ -18,7 +18,7 @@ from shared.models import (
     JobStatus,
     ThumbnailItem,
 )
-from shared.status import Bitmap
+from shared.progress import Bitmap
 
 
 def job_status(job: JobDocument) -> JobStatus:

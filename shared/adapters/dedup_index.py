@@ -33,7 +33,7 @@ from azure.cosmos import ContainerProxy, DatabaseProxy
 from azure.cosmos.exceptions import CosmosHttpResponseError, CosmosResourceExistsError, CosmosResourceNotFoundError
 
 from shared.adapters.cosmos import ContainerSource, SharedDatabase
-from shared.dedup.models import ImageRef, IndexEntry, Match
+from shared.dedup.models import IndexEntry, LibraryImage, Match
 
 DEDUP_CONTAINER = "dedup"
 _MAX_ID_LENGTH = 255
@@ -73,7 +73,7 @@ def _entry_document(tenant_id: str, entry: IndexEntry) -> dict[str, Any]:
 
 def _entry_from_document(document: dict[str, Any]) -> IndexEntry:
     return IndexEntry(
-        ref=ImageRef(job_id=document["jobId"], image_id=document["imageId"]),
+        ref=LibraryImage(job_id=document["jobId"], image_id=document["imageId"]),
         sha256=document["sha256"],
         phash=document.get("phash"),
         dhash=document.get("dhash"),
@@ -85,7 +85,7 @@ def _entry_from_document(document: dict[str, Any]) -> IndexEntry:
     )
 
 
-def _entry_id(ref: ImageRef) -> str:
+def _entry_id(ref: LibraryImage) -> str:
     return _document_id("img", ref.job_id, ref.image_id)
 
 
@@ -113,7 +113,7 @@ class CosmosDuplicateIndexStore:
         """On a ThreadLocalDatabase in the app (see there why); a plain DatabaseProxy shares one client."""
         return cls(SharedDatabase(database) if isinstance(database, DatabaseProxy) else database)
 
-    def claim_sha256(self, tenant_id: str, sha256: str, ref: ImageRef) -> ImageRef:
+    def claim_sha256(self, tenant_id: str, sha256: str, ref: LibraryImage) -> LibraryImage:
         document_id = _document_id("sha", sha256)
         try:
             self._container.create_item(
@@ -128,12 +128,12 @@ class CosmosDuplicateIndexStore:
             return ref
         except CosmosResourceExistsError:
             holder = self._container.read_item(document_id, partition_key=tenant_id)
-            return ImageRef(job_id=holder["jobId"], image_id=holder["imageId"])
+            return LibraryImage(job_id=holder["jobId"], image_id=holder["imageId"])
 
     def put_entry(self, tenant_id: str, entry: IndexEntry) -> None:
         self._container.upsert_item(_entry_document(tenant_id, entry))
 
-    def set_matches(self, tenant_id: str, ref: ImageRef, matches: Sequence[Match]) -> None:
+    def set_matches(self, tenant_id: str, ref: LibraryImage, matches: Sequence[Match]) -> None:
         operations: list[dict[str, Any]] = [
             {"op": "set", "path": "/matches", "value": [m.model_dump(mode="json") for m in matches]},
             {"op": "set", "path": "/matched", "value": bool(matches)},
@@ -186,7 +186,7 @@ class CosmosDuplicateIndexStore:
         for item in self._container.query_items(query, parameters=parameters, enable_cross_partition_query=True):
             yield _entry_from_document(item)
 
-    def entries_by_ref(self, tenant_id: str, refs: Collection[ImageRef]) -> Iterator[IndexEntry]:
+    def entries_by_ref(self, tenant_id: str, refs: Collection[LibraryImage]) -> Iterator[IndexEntry]:
         query = "SELECT * FROM c WHERE c.tenantId = @tenant AND c.kind = 'image' AND ARRAY_CONTAINS(@ids, c.id)"
         for ids in _chunks(dict.fromkeys(_entry_id(ref) for ref in refs)):
             parameters: list[dict[str, Any]] = [{"name": "@tenant", "value": tenant_id}, {"name": "@ids", "value": ids}]
@@ -209,14 +209,14 @@ class CosmosDuplicateIndexStore:
                     seen.add(item["id"])
                     yield _entry_from_document(item)
 
-    def add_group_key(self, tenant_id: str, group_key: str, refs: Collection[ImageRef]) -> None:
+    def add_group_key(self, tenant_id: str, group_key: str, refs: Collection[LibraryImage]) -> None:
         if not refs:
             return
         with ThreadPoolExecutor(max_workers=min(_PATCH_THREADS, len(refs))) as pool:
             for _ in pool.map(lambda ref: self._add_group_key(tenant_id, group_key, ref), refs):
                 pass
 
-    def _add_group_key(self, tenant_id: str, group_key: str, ref: ImageRef) -> None:
+    def _add_group_key(self, tenant_id: str, group_key: str, ref: LibraryImage) -> None:
         document_id = _entry_id(ref)
         append: list[dict[str, Any]] = [{"op": "add", "path": "/groupKeys/-", "value": group_key}]
         patched: dict[str, Any]

@@ -7,7 +7,7 @@ store is shared.adapters.dedup_index.CosmosDuplicateIndexStore. See docs/imaging
 
 from shared.dedup.bands import BandScheme
 from shared.dedup.memory_store import InMemoryDuplicateIndexStore
-from shared.dedup.models import DuplicateGroup, DuplicateHit, DuplicatePair, ImageRef, IndexEntry, Match, MatchKind
+from shared.dedup.models import DuplicateGroup, DuplicateHit, DuplicatePair, IndexEntry, LibraryImage, Match, MatchKind
 from shared.dedup.policy import NearDuplicatePolicy, NearMatch, PerceptualHashes
 from shared.dedup.service import DuplicateService
 from shared.dedup.store import DuplicateIndexStore
@@ -19,9 +19,9 @@ __all__ = [
     "DuplicateIndexStore",
     "DuplicatePair",
     "DuplicateService",
-    "ImageRef",
     "InMemoryDuplicateIndexStore",
     "IndexEntry",
+    "LibraryImage",
     "Match",
     "MatchKind",
     "NearDuplicatePolicy",

@@ -12,7 +12,7 @@ import time
 from collections import defaultdict
 from collections.abc import Collection, Iterable, Iterator, Sequence
 
-from shared.dedup.models import ImageRef, IndexEntry, Match
+from shared.dedup.models import IndexEntry, LibraryImage, Match
 
 
 def _copy(entry: IndexEntry, **changes: object) -> IndexEntry:
@@ -31,12 +31,12 @@ def _copy(entry: IndexEntry, **changes: object) -> IndexEntry:
 
 class _Tenant:
     def __init__(self) -> None:
-        self.sha: dict[str, ImageRef] = {}
-        self.entries: dict[ImageRef, IndexEntry] = {}
-        self.written_at: dict[ImageRef, float] = {}
-        self.bands: dict[tuple[str, int, int], set[ImageRef]] = defaultdict(set)
-        self.jobs: dict[str, set[ImageRef]] = defaultdict(set)
-        self.groups: dict[str, set[ImageRef]] = defaultdict(set)
+        self.sha: dict[str, LibraryImage] = {}
+        self.entries: dict[LibraryImage, IndexEntry] = {}
+        self.written_at: dict[LibraryImage, float] = {}
+        self.bands: dict[tuple[str, int, int], set[LibraryImage]] = defaultdict(set)
+        self.jobs: dict[str, set[LibraryImage]] = defaultdict(set)
+        self.groups: dict[str, set[LibraryImage]] = defaultdict(set)
 
     def index(self, entry: IndexEntry) -> None:
         self.jobs[entry.ref.job_id].add(entry.ref)
@@ -59,7 +59,7 @@ class InMemoryDuplicateIndexStore:
         self._lock = threading.Lock()
         self._tenants: dict[str, _Tenant] = defaultdict(_Tenant)
 
-    def claim_sha256(self, tenant_id: str, sha256: str, ref: ImageRef) -> ImageRef:
+    def claim_sha256(self, tenant_id: str, sha256: str, ref: LibraryImage) -> LibraryImage:
         with self._lock:
             return self._tenants[tenant_id].sha.setdefault(sha256, ref)
 
@@ -74,7 +74,7 @@ class InMemoryDuplicateIndexStore:
             tenant.written_at[entry.ref] = time.time()
             tenant.index(stored)
 
-    def set_matches(self, tenant_id: str, ref: ImageRef, matches: Sequence[Match]) -> None:
+    def set_matches(self, tenant_id: str, ref: LibraryImage, matches: Sequence[Match]) -> None:
         with self._lock:
             tenant = self._tenants[tenant_id]
             current = tenant.entries.get(ref)
@@ -87,7 +87,7 @@ class InMemoryDuplicateIndexStore:
     ) -> list[IndexEntry]:
         with self._lock:
             tenant = self._tenants[tenant_id]
-            refs: set[ImageRef] = set()
+            refs: set[LibraryImage] = set()
             for band, values in enumerate(probe):
                 for value in values:
                     found = tenant.bands.get((band_scheme, band, value))
@@ -111,7 +111,7 @@ class InMemoryDuplicateIndexStore:
             ]
         return _sorted_copies(entries)
 
-    def entries_by_ref(self, tenant_id: str, refs: Collection[ImageRef]) -> Iterator[IndexEntry]:
+    def entries_by_ref(self, tenant_id: str, refs: Collection[LibraryImage]) -> Iterator[IndexEntry]:
         with self._lock:
             tenant = self._tenants[tenant_id]
             entries = [entry for entry in (tenant.entries.get(ref) for ref in refs) if entry is not None]
@@ -120,13 +120,13 @@ class InMemoryDuplicateIndexStore:
     def entries_in_groups(self, tenant_id: str, group_keys: Collection[str]) -> Iterator[IndexEntry]:
         with self._lock:
             tenant = self._tenants[tenant_id]
-            refs: set[ImageRef] = set()
+            refs: set[LibraryImage] = set()
             for key in group_keys:
                 refs |= tenant.groups.get(key, set())
             entries = [tenant.entries[ref] for ref in refs]
         return (_copy(entry) for entry in entries)
 
-    def add_group_key(self, tenant_id: str, group_key: str, refs: Collection[ImageRef]) -> None:
+    def add_group_key(self, tenant_id: str, group_key: str, refs: Collection[LibraryImage]) -> None:
         # Not a write of the image's hashes: like a patch on Cosmos it leaves the entry's write time (the window of
         # entries_written_since) as it is here; on Cosmos it moves _ts, which only widens later windows.
         with self._lock:
@@ -143,5 +143,5 @@ def _sorted_copies(entries: Iterable[IndexEntry]) -> Iterator[IndexEntry]:
     return (_copy(entry) for entry in sorted(entries, key=lambda e: _order(e.ref)))
 
 
-def _order(ref: ImageRef) -> tuple[str, str]:
+def _order(ref: LibraryImage) -> tuple[str, str]:
     return ref.job_id, ref.image_id

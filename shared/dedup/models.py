@@ -10,7 +10,7 @@ from shared.dedup.hashes import parse_hash
 from shared.dedup.policy import NearMatch, PerceptualHashes
 
 
-class ImageRef(BaseModel):
+class LibraryImage(BaseModel):
     """One image of one job; a tenant's library is all of its jobs' images."""
 
     model_config = ConfigDict(frozen=True)
@@ -33,14 +33,14 @@ class Match(BaseModel):
 
     model_config = ConfigDict(frozen=True)
 
-    ref: ImageRef
+    ref: LibraryImage
     kind: MatchKind
     phash_distance: int | None = None
     dhash_distance: int | None = None
     mirrored: bool = False
 
     @classmethod
-    def near(cls, ref: ImageRef, found: NearMatch) -> Match:
+    def near(cls, ref: LibraryImage, found: NearMatch) -> Match:
         """A near duplicate as the policy confirmed it."""
         return cls(
             ref=ref,
@@ -60,7 +60,7 @@ class IndexEntry(BaseModel):
     DuplicateService.reconcile_job). Its current group's key is the smallest (`group_key`).
     """
 
-    ref: ImageRef
+    ref: LibraryImage
     sha256: str
     phash: str | None = None
     dhash: str | None = None
@@ -85,7 +85,7 @@ class IndexEntry(BaseModel):
 class DuplicateHit(BaseModel):
     """What registering one image found: the first image with the same bytes, and near duplicates."""
 
-    exact_of: ImageRef | None = None
+    exact_of: LibraryImage | None = None
     near: list[Match] = Field(default_factory=list)
 
     @property
@@ -94,8 +94,8 @@ class DuplicateHit(BaseModel):
 
 
 class DuplicatePair(BaseModel):
-    a: ImageRef
-    b: ImageRef
+    a: LibraryImage
+    b: LibraryImage
     kind: MatchKind
     phash_distance: int | None = None
     mirrored: bool = False
@@ -108,9 +108,9 @@ class DuplicateGroup(BaseModel):
     `members` are sorted by (job, image); `pairs` are the confirmed pairs between members (each pair once, sorted):
     every pair a registration found, and the pairs reconciliation needed to connect what registrations missed
     (not every pair within the policy: a dense group of n near copies would have n²/2). `key` is the group's key in
-    the index once reconcile_job has written it (the smallest member's ImageRef.key, or a smaller key the group
+    the index once reconcile_job has written it (the smallest member's LibraryImage.key, or a smaller key the group
     already carried)."""
 
-    members: list[ImageRef]
+    members: list[LibraryImage]
     pairs: list[DuplicatePair]
     key: str | None = None

@@ -26,8 +26,8 @@ from shared.dedup.models import (
     DuplicateGroup,
     DuplicateHit,
     DuplicatePair,
-    ImageRef,
     IndexEntry,
+    LibraryImage,
     Match,
     MatchKind,
 )
@@ -58,7 +58,7 @@ class DuplicateService:
         dhash: str | None = None,
         phash_mirror: str | None = None,
     ) -> DuplicateHit:
-        ref = ImageRef(job_id=job_id, image_id=image_id)
+        ref = LibraryImage(job_id=job_id, image_id=image_id)
         holder = self._store.claim_sha256(tenant_id, sha256, ref)
         entry = IndexEntry(ref=ref, sha256=sha256, phash=phash, dhash=dhash, phash_mirror=phash_mirror)
         if holder != ref:
@@ -103,7 +103,7 @@ class DuplicateService:
         2. The library side. Group keys and matches are followed until nothing new turns up: the entries the
            job's groups point at (entries_by_ref) and every entry carrying a key of an entry in the groups
            (entries_in_groups, all of its keys, not only the current one). Look-ups by key only, never a scan.
-        3. Keys. Each group's key is the smallest of its members' ImageRef.key and of the keys they carry; it is
+        3. Keys. Each group's key is the smallest of its members' LibraryImage.key and of the keys they carry; it is
            added to every member that does not carry it yet, library members included (add_group_key).
 
         Idempotent: a second run finds the pairs recorded, the groups the same and every key in place, and writes
@@ -140,7 +140,7 @@ class DuplicateService:
         once would each read all thousand). A large job reads the window once instead of a query an image."""
         if len(job_entries) > SMALL_JOB_LOOK_UPS:
             return self._store.entries_written_since(tenant_id, racing_since)
-        refs: set[ImageRef] = set()
+        refs: set[LibraryImage] = set()
         for entry in job_entries:
             hashes = entry.perceptual()
             if hashes is None or not entry.bands:  # nothing to look up, or an exact duplicate (its holder stands in)
@@ -197,7 +197,7 @@ class DuplicateService:
     def _pull_library(self, tenant_id: str, graph: _Graph, job_nodes: list[int]) -> None:
         """Step 2 of reconcile_job: loads, until nothing new turns up, the entries the job's groups point at and
         those carrying their keys."""
-        asked_refs: set[ImageRef] = set()
+        asked_refs: set[LibraryImage] = set()
         asked_keys: set[str] = set()
         while True:
             refs, keys = graph.unloaded_in_groups_of(job_nodes)
@@ -240,15 +240,15 @@ class _Graph:
     def __init__(self) -> None:
         self.sets: UnionFind[int] = UnionFind()
         self.entries: dict[int, IndexEntry] = {}
-        # Keyed by (job, image) (hashing a tuple of two strings is cheaper than an ImageRef) or by the group key.
+        # Keyed by (job, image) (hashing a tuple of two strings is cheaper than an LibraryImage) or by the group key.
         self._ids: dict[tuple[str, str] | str, int] = {}
-        self._items: list[ImageRef | str] = []  # an ImageRef, or a group key (str)
+        self._items: list[LibraryImage | str] = []  # an LibraryImage, or a group key (str)
 
     @property
     def size(self) -> int:
         return len(self._items)
 
-    def _item(self, item: ImageRef | str) -> int:
+    def _item(self, item: LibraryImage | str) -> int:
         key = item if isinstance(item, str) else (item.job_id, item.image_id)
         node = self._ids.get(key)
         if node is None:
@@ -257,10 +257,10 @@ class _Graph:
             self.sets.add(node)
         return node
 
-    def node(self, ref: ImageRef) -> int:
+    def node(self, ref: LibraryImage) -> int:
         return self._item(ref)
 
-    def entry(self, ref: ImageRef) -> IndexEntry | None:
+    def entry(self, ref: LibraryImage) -> IndexEntry | None:
         node = self._ids.get((ref.job_id, ref.image_id))
         return None if node is None else self.entries.get(node)
 
@@ -281,10 +281,10 @@ class _Graph:
     def _roots(self, nodes: Iterable[int]) -> set[int]:
         return {self.sets.find(node) for node in nodes}
 
-    def unloaded_in_groups_of(self, nodes: list[int]) -> tuple[list[ImageRef], list[str]]:
+    def unloaded_in_groups_of(self, nodes: list[int]) -> tuple[list[LibraryImage], list[str]]:
         """In the sets of `nodes`: the images not loaded, and the group keys."""
         roots = self._roots(nodes)
-        refs: list[ImageRef] = []
+        refs: list[LibraryImage] = []
         keys: list[str] = []
         for node, item in enumerate(self._items):
             if self.sets.find(node) not in roots:
@@ -299,7 +299,7 @@ class _Graph:
         """The sets of `nodes` with at least two images, each with its pairs (from the loaded entries' matches,
         built in one pass over them) and its key."""
         roots = self._roots(nodes)
-        members: dict[int, list[ImageRef]] = defaultdict(list)
+        members: dict[int, list[LibraryImage]] = defaultdict(list)
         keys: dict[int, set[str]] = defaultdict(set)
         for node, item in enumerate(self._items):
             root = self.sets.find(node)
@@ -310,7 +310,7 @@ class _Graph:
             else:
                 members[root].append(item)
                 keys[root].add(item.key)
-        pairs: dict[int, dict[tuple[ImageRef, ImageRef], DuplicatePair]] = defaultdict(dict)
+        pairs: dict[int, dict[tuple[LibraryImage, LibraryImage], DuplicatePair]] = defaultdict(dict)
         for node, entry in self.entries.items():
             if not entry.matches:
                 continue
@@ -335,7 +335,7 @@ class _Graph:
         return sorted(groups, key=lambda g: _order(g.members[0]))
 
 
-def _order(ref: ImageRef) -> tuple[str, str]:
+def _order(ref: LibraryImage) -> tuple[str, str]:
     return ref.job_id, ref.image_id
 
 
@@ -362,7 +362,7 @@ def _hashes(entry: IndexEntry) -> PerceptualHashes:
 
 def _merge(existing: list[Match], found: list[Match]) -> list[Match]:
     """One match per other image (an exact match wins over a near one), in a stable order."""
-    by_ref: dict[ImageRef, Match] = {}
+    by_ref: dict[LibraryImage, Match] = {}
     for match in [*existing, *found]:
         current = by_ref.get(match.ref)
         if current is None or (match.kind is MatchKind.EXACT and current.kind is not MatchKind.EXACT):

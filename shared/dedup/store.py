@@ -6,11 +6,11 @@ from __future__ import annotations
 from collections.abc import Collection, Iterator, Sequence
 from typing import Protocol
 
-from shared.dedup.models import ImageRef, IndexEntry, Match
+from shared.dedup.models import IndexEntry, LibraryImage, Match
 
 
 class DuplicateIndexStore(Protocol):
-    def claim_sha256(self, tenant_id: str, sha256: str, ref: ImageRef) -> ImageRef:
+    def claim_sha256(self, tenant_id: str, sha256: str, ref: LibraryImage) -> LibraryImage:
         """Create-if-absent of the SHA-256 record: returns the image holding it (`ref` if this call, or an earlier
         delivery of the same image, created it). Atomic: of concurrent claims exactly one wins."""
         ...
@@ -19,7 +19,7 @@ class DuplicateIndexStore(Protocol):
         """Insert or replace the image's entry (idempotent), group keys included."""
         ...
 
-    def set_matches(self, tenant_id: str, ref: ImageRef, matches: Sequence[Match]) -> None:
+    def set_matches(self, tenant_id: str, ref: LibraryImage, matches: Sequence[Match]) -> None:
         """Replace the matches of an existing entry, leaving the rest of it (hashes, group keys) as it is."""
         ...
 
@@ -38,7 +38,7 @@ class DuplicateIndexStore(Protocol):
         them for None."""
         ...
 
-    def entries_by_ref(self, tenant_id: str, refs: Collection[ImageRef]) -> Iterator[IndexEntry]:
+    def entries_by_ref(self, tenant_id: str, refs: Collection[LibraryImage]) -> Iterator[IndexEntry]:
         """The entries of these images (those that exist), in no particular order."""
         ...
 
@@ -47,7 +47,7 @@ class DuplicateIndexStore(Protocol):
         once, in no particular order."""
         ...
 
-    def add_group_key(self, tenant_id: str, group_key: str, refs: Collection[ImageRef]) -> None:
+    def add_group_key(self, tenant_id: str, group_key: str, refs: Collection[LibraryImage]) -> None:
         """Adds the key to each entry's group_keys, keeping the keys it has (concurrent additions of different keys
         to one entry all land). Entries that do not exist are skipped; adding a key twice is harmless."""
         ...

@@ -25,7 +25,7 @@ from shared.errors import QuotaExceeded, Unavailable
 from shared.limits.versioned import Contended, VersionedStore, update
 from shared.messages import usage_key
 from shared.models import ChunkDocument, utcnow
-from shared.status import as_seen
+from shared.progress import as_seen
 
 log = logging.getLogger(__name__)
 

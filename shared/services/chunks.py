@@ -43,9 +43,9 @@ from shared.models import (
     ChunkDocument,
     ChunkMessage,
     ImageCounts,
-    ImageError,
     ImageRef,
     ImageResultDocument,
+    StoredImageError,
     classify_manifest_line,
     image_bucket,
     ref_problem,
@@ -140,7 +140,7 @@ def _process_chunk(
     ctx.store.upsert_chunk(run.counted())
     end = run.process([ref for ref in run.images if ref.index not in run.outcomes])
     if end is ChunkEnd.CONTINUED:
-        _continue_later(ctx, message, found.job.shards, delivery_count)
+        _continue_later(ctx, message, found.job.concurrency, delivery_count)
         ctx.store.upsert_chunk(run.counted())
         return run.outcome(end)
     if end is ChunkEnd.FINISHED and (existing is not None or _overlapped(ctx, run.record)):
@@ -257,9 +257,9 @@ def _overlapped(ctx: AppContext, doc: ChunkDocument) -> bool:
     return current is None or current.delivery != doc.delivery
 
 
-def _continue_later(ctx: AppContext, message: ChunkMessage, shards: int, delivery_count: int) -> None:
+def _continue_later(ctx: AppContext, message: ChunkMessage, concurrency: int, delivery_count: int) -> None:
     """Re-enqueues the same chunk (done images are skipped on pickup) where it came from, with a fresh id."""
-    ctx.bus.send(chunk_queue(message), [continuation_message(message, shards, delivery_count)])
+    ctx.bus.send(chunk_queue(message), [continuation_message(message, concurrency, delivery_count)])
 
 
 def _image_result(message: ChunkMessage, ref: ImageRef, **fields: Any) -> ImageResultDocument:
@@ -280,7 +280,7 @@ def _image_result(message: ChunkMessage, ref: ImageRef, **fields: Any) -> ImageR
 def _image_error(
     message: ChunkMessage, ref: ImageRef, code: ImageErrorCode, text: str, extra: dict[str, Any] | None = None
 ) -> ImageResultDocument:
-    return _image_result(message, ref, ok=False, error=ImageError(code=code.value, message=text), result=extra)
+    return _image_result(message, ref, ok=False, error=StoredImageError(code=code.value, message=text), result=extra)
 
 
 def _close_clients(clients: dict[FetchPolicy, Any]) -> None:

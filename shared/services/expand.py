@@ -152,4 +152,4 @@ def _send_chunks(
         for n, run in enumerate(step.runs)
     ]
     if chunks:
-        ctx.bus.send(chunk_queue(chunks[0]), (chunk_message(c, job.shards) for c in chunks))
+        ctx.bus.send(chunk_queue(chunks[0]), (chunk_message(c, job.concurrency) for c in chunks))

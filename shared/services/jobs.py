@@ -77,14 +77,14 @@ from shared.models import (
 from shared.paging import ContinuationRejected, decode_continuation, encode_continuation, invalid_continuation
 from shared.planning import (
     chunk_count,
+    concurrency_for,
     inline_chunk_size,
     inline_chunks,
     lane_for,
     new_job_id,
-    shards_for,
 )
+from shared.progress import as_seen
 from shared.services.context import AppContext
-from shared.status import as_seen
 from shared.tracing import submit_span
 from shared.views import SignRead, image_result_item, job_entry, job_status
 
@@ -223,7 +223,7 @@ def _start_job(
     assert refs is not None
     size = inline_chunk_size(refs, settings.chunk_size)
     total_chunks = chunk_count(len(refs), size)
-    job = _new_job(ctx, tenant, request, source, job_id, shards_for(tier, settings, total_chunks))
+    job = _new_job(ctx, tenant, request, source, job_id, concurrency_for(tier, settings, total_chunks))
     job.total_images, job.total_chunks = len(refs), total_chunks
     _reserve(ctx, tenant, job_id, job.total_images)  # raises quota_exceeded
     stored = store_first() if store_first is not None else None
@@ -233,7 +233,7 @@ def _start_job(
     def send() -> None:
         if stored is not None:
             stored()
-        ctx.bus.send(chunk_queue(chunks[0]), (chunk_message(c, job.shards) for c in chunks))
+        ctx.bus.send(chunk_queue(chunks[0]), (chunk_message(c, job.concurrency) for c in chunks))
 
     _enqueue(ctx, job, send)
     return _accepted(job)
@@ -245,7 +245,7 @@ def _start_manifest_job(ctx: AppContext, tenant: TenantDocument, request: JobReq
     manifest = manifest_blob_name(tenant.tenant_id, request.manifest)
     _require_manifest(ctx, manifest)
     job_id = new_job_id()
-    job = _new_job(ctx, tenant, request, "manifest", job_id, shards_for(Tier(tenant.tier), ctx.settings))
+    job = _new_job(ctx, tenant, request, "manifest", job_id, concurrency_for(Tier(tenant.tier), ctx.settings))
     job.manifest_blob = manifest
     _reserve(ctx, tenant, job_id, None)  # raises quota_exceeded; the images are charged once expanded
     _create(ctx, job)
@@ -265,14 +265,14 @@ def _reserve(ctx: AppContext, tenant: TenantDocument, job_id: str, images: int |
 
 
 def _new_job(
-    ctx: AppContext, tenant: TenantDocument, request: JobRequest, source: JobSource, job_id: str, shards: int
+    ctx: AppContext, tenant: TenantDocument, request: JobRequest, source: JobSource, job_id: str, concurrency: int
 ) -> JobDocument:
     return JobDocument(
         id=job_id,
         jobId=job_id,
         tenantId=tenant.tenant_id,
         lane=lane_for(Tier(tenant.tier), ctx.settings),
-        shards=shards,
+        concurrency=concurrency,
         source=source,
         options=request.options,
         callback_url=str(request.callback_url) if request.callback_url else None,
@@ -506,7 +506,7 @@ def replay_dead_letters(ctx: AppContext, tenant: TenantDocument, job_id: str) ->
     by_queue: dict[str, list[Any]] = {}
     for dead in pending:
         chunk = ChunkMessage.model_validate_json(dead.body)  # only a valid chunk message is re-sent
-        by_queue.setdefault(chunk_queue(chunk), []).append(replay_message(chunk, dead.body, job.shards))
+        by_queue.setdefault(chunk_queue(chunk), []).append(replay_message(chunk, dead.body, job.concurrency))
     for queue, messages in by_queue.items():
         ctx.bus.send(queue, messages)
     for dead in pending:

@@ -191,7 +191,7 @@ def _poison_job(ctx: AppContext, tenant: ApiTenant, image_server: ImageServer) -
             jobId=job_id,
             tenantId=tenant.tenant_id,
             lane=Lane.HIGH,
-            shards=1,
+            concurrency=1,
             source="urls",
             options=options,
             total_images=3,

@@ -162,7 +162,7 @@ def test_a_dead_lettered_chunk_shows_on_the_job_and_replays(
             jobId=job_id,
             tenantId=tenant_new.tenant_id,
             lane=Lane.HIGH,
-            shards=1,
+            concurrency=1,
             source="urls",
             options=JobOptions(analyses=["exif"]),
             total_images=2,

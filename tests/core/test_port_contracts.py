@@ -57,7 +57,7 @@ def blob_store(request: pytest.FixtureRequest) -> BlobStorePort:
 
 def _job(job_id: str) -> JobDocument:
     return JobDocument(
-        id=job_id, jobId=job_id, tenantId="tcontract", lane=Lane("high"), shards=1, source="urls",
+        id=job_id, jobId=job_id, tenantId="tcontract", lane=Lane("high"), concurrency=1, source="urls",
         options=JobOptions(), created_at=utcnow(),
     )  # fmt: skip
 

@@ -12,7 +12,7 @@ from shared.config import Lane, Settings
 from shared.messages import chunk_document_id, expansion_document_id
 from shared.models import ChunkDocument, ExpansionDocument, ImageCounts, JobDocument, JobOptions, JobState, utcnow
 from shared.services.context import AppContext
-from shared.services.status import roll_up_status
+from shared.services.rollup import roll_up_status
 
 IDLE_JOBS = 3000
 CHANGED_JOBS = 300
@@ -28,7 +28,7 @@ def rollup_context(local_stack: LocalStack) -> AppContext:
 
 def _job(job_id: str) -> JobDocument:
     return JobDocument(
-        id=job_id, jobId=job_id, tenantId="t-rollup", lane=Lane.BULK, shards=1, source="urls",
+        id=job_id, jobId=job_id, tenantId="t-rollup", lane=Lane.BULK, concurrency=1, source="urls",
         options=JobOptions(analyses=["exif"]), total_images=1, total_chunks=1, created_at=utcnow(),
         state=JobState.RUNNING,
     )  # fmt: skip

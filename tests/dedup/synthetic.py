@@ -14,7 +14,15 @@ from collections.abc import Iterator, Sequence
 
 import numpy as np
 
-from shared.dedup import BandScheme, DuplicateIndexStore, ImageRef, IndexEntry, Match, MatchKind, NearDuplicatePolicy
+from shared.dedup import (
+    BandScheme,
+    DuplicateIndexStore,
+    IndexEntry,
+    LibraryImage,
+    Match,
+    MatchKind,
+    NearDuplicatePolicy,
+)
 
 SCHEME = BandScheme.for_max_distance(NearDuplicatePolicy().max_phash_distance)
 
@@ -25,7 +33,9 @@ def flip(value: int, bits: Sequence[int]) -> int:
     return value
 
 
-def entry(ref: ImageRef, phash: int, dhash: int, mirror: int, sha256: str, matches: Sequence[Match] = ()) -> IndexEntry:
+def entry(
+    ref: LibraryImage, phash: int, dhash: int, mirror: int, sha256: str, matches: Sequence[Match] = ()
+) -> IndexEntry:
     return IndexEntry(
         ref=ref,
         sha256=sha256,
@@ -84,11 +94,11 @@ def near_pair_entries(job_id: str, pairs: int, *, seed: int = 1, racing: bool = 
     for number in range(pairs):
         phash = _word(rows, number + 1)
         mirror, dhash = phash ^ offset, rng.getrandbits(64)
-        original = ImageRef(job_id=job_id, image_id=f"{number}.a")
+        original = LibraryImage(job_id=job_id, image_id=f"{number}.a")
         yield entry(original, phash, dhash, mirror, _sha(rng))
         found = [] if racing else [Match(ref=original, kind=MatchKind.NEAR, phash_distance=1, dhash_distance=2)]
         yield entry(
-            ImageRef(job_id=job_id, image_id=f"{number}.b"),
+            LibraryImage(job_id=job_id, image_id=f"{number}.b"),
             flip(phash, rng.sample(range(64), 1)),
             flip(dhash, rng.sample(range(64), 2)),
             flip(mirror, rng.sample(range(64), 1)),
@@ -103,10 +113,10 @@ def star_entries(job_id: str, members: int, *, seed: int = 2) -> Iterator[IndexE
     two copies are within the policy too)."""
     rng = random.Random(seed)
     phash, dhash, mirror = rng.getrandbits(64), rng.getrandbits(64), rng.getrandbits(64)
-    yield entry(ImageRef(job_id=job_id, image_id="0"), phash, dhash, mirror, _sha(rng))
+    yield entry(LibraryImage(job_id=job_id, image_id="0"), phash, dhash, mirror, _sha(rng))
     for number in range(1, members):
         yield entry(
-            ImageRef(job_id=job_id, image_id=str(number)),
+            LibraryImage(job_id=job_id, image_id=str(number)),
             flip(phash, rng.sample(range(64), rng.randint(0, 2))),
             flip(dhash, rng.sample(range(64), rng.randint(0, 2))),
             flip(mirror, rng.sample(range(64), rng.randint(0, 2))),

@@ -18,9 +18,9 @@ from shared.dedup import (
     DuplicateGroup,
     DuplicateIndexStore,
     DuplicateService,
-    ImageRef,
     IndexEntry,
     InMemoryDuplicateIndexStore,
+    LibraryImage,
     Match,
     MatchKind,
     NearDuplicatePolicy,
@@ -52,14 +52,14 @@ class _WriteCounting:
         self._inner = inner
         self.writes = 0
 
-    def claim_sha256(self, tenant_id: str, sha256: str, ref: ImageRef) -> ImageRef:
+    def claim_sha256(self, tenant_id: str, sha256: str, ref: LibraryImage) -> LibraryImage:
         return self._inner.claim_sha256(tenant_id, sha256, ref)
 
     def put_entry(self, tenant_id: str, entry: IndexEntry) -> None:
         self.writes += 1
         self._inner.put_entry(tenant_id, entry)
 
-    def set_matches(self, tenant_id: str, ref: ImageRef, matches: Sequence[Match]) -> None:
+    def set_matches(self, tenant_id: str, ref: LibraryImage, matches: Sequence[Match]) -> None:
         self.writes += 1
         self._inner.set_matches(tenant_id, ref, matches)
 
@@ -74,13 +74,13 @@ class _WriteCounting:
     def entries_written_since(self, tenant_id: str, since_epoch: float | None) -> Iterator[IndexEntry]:
         return self._inner.entries_written_since(tenant_id, since_epoch)
 
-    def entries_by_ref(self, tenant_id: str, refs: Collection[ImageRef]) -> Iterator[IndexEntry]:
+    def entries_by_ref(self, tenant_id: str, refs: Collection[LibraryImage]) -> Iterator[IndexEntry]:
         return self._inner.entries_by_ref(tenant_id, refs)
 
     def entries_in_groups(self, tenant_id: str, group_keys: Collection[str]) -> Iterator[IndexEntry]:
         return self._inner.entries_in_groups(tenant_id, group_keys)
 
-    def add_group_key(self, tenant_id: str, group_key: str, refs: Collection[ImageRef]) -> None:
+    def add_group_key(self, tenant_id: str, group_key: str, refs: Collection[LibraryImage]) -> None:
         self.writes += len(refs)
         self._inner.add_group_key(tenant_id, group_key, refs)
 
@@ -88,8 +88,8 @@ class _WriteCounting:
 # --- the store operations reconciliation adds ---------------------------------------------------------------
 
 
-def _ref(image_id: str, job_id: str = "j") -> ImageRef:
-    return ImageRef(job_id=job_id, image_id=image_id)
+def _ref(image_id: str, job_id: str = "j") -> LibraryImage:
+    return LibraryImage(job_id=job_id, image_id=image_id)
 
 
 def test_set_matches_replaces_only_the_matches(store: DuplicateIndexStore) -> None:
@@ -312,7 +312,7 @@ def test_a_chain_of_2000_near_duplicates_is_one_group() -> None:
     phash, dhash = rng.getrandbits(64), rng.getrandbits(64)
     for number in range(2000):
         phash, dhash = flip(phash, rng.sample(range(64), 4)), flip(dhash, rng.sample(range(64), 4))
-        ref = ImageRef(job_id="job", image_id=f"{number:04d}")
+        ref = LibraryImage(job_id="job", image_id=f"{number:04d}")
         store.put_entry("tenant", entry(ref, phash, dhash, rng.getrandbits(64), f"{number:064x}"))
 
     groups = DuplicateService(store).reconcile_job("tenant", "job")
@@ -338,12 +338,12 @@ def test_the_bulk_join_finds_exactly_the_groups_of_pairwise_comparison(seed: int
     within 2 bits), sparse ones, mirrored copies, near misses (9-11 bits), and entries of another job in the
     window (their pairs with the job's images count, their pairs with each other do not)."""
     rng, store, tenant = random.Random(seed), InMemoryDuplicateIndexStore(), "tenant"
-    hashes: dict[ImageRef, tuple[int, int, int]] = {}
+    hashes: dict[LibraryImage, tuple[int, int, int]] = {}
     number = 0
 
     def add(phash: int, dhash: int, mirror: int) -> None:
         nonlocal number
-        ref = ImageRef(job_id=rng.choice(["job", "job", "other"]), image_id=str(number))
+        ref = LibraryImage(job_id=rng.choice(["job", "job", "other"]), image_id=str(number))
         number += 1
         hashes[ref] = (phash, dhash, mirror)
         store.put_entry(tenant, entry(ref, phash, dhash, mirror, f"{number:064x}"))
@@ -357,7 +357,7 @@ def test_the_bulk_join_finds_exactly_the_groups_of_pairwise_comparison(seed: int
 
     groups = DuplicateService(store).reconcile_job(tenant, "job")
 
-    policy, expected = NearDuplicatePolicy(), UnionFind[ImageRef]()
+    policy, expected = NearDuplicatePolicy(), UnionFind[LibraryImage]()
     refs = sorted(hashes, key=lambda r: (r.job_id, r.image_id))
     for i, a in enumerate(refs):
         for b in refs[i + 1 :]:

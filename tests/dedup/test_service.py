@@ -16,8 +16,8 @@ from shared.dedup import (
     DuplicateHit,
     DuplicateIndexStore,
     DuplicateService,
-    ImageRef,
     IndexEntry,
+    LibraryImage,
     Match,
     MatchKind,
 )
@@ -71,7 +71,7 @@ def _member_keys(groups: Sequence[DuplicateGroup]) -> list[list[str]]:
 
 
 def test_claim_sha256_first_claim_wins_and_redelivery_is_not_a_duplicate(store: DuplicateIndexStore) -> None:
-    tenant, first, second = _tenant(), ImageRef(job_id="j1", image_id="0"), ImageRef(job_id="j2", image_id="7")
+    tenant, first, second = _tenant(), LibraryImage(job_id="j1", image_id="0"), LibraryImage(job_id="j2", image_id="7")
 
     assert store.claim_sha256(tenant, "ab" * 32, first) == first
     assert store.claim_sha256(tenant, "ab" * 32, second) == first
@@ -81,11 +81,11 @@ def test_claim_sha256_first_claim_wins_and_redelivery_is_not_a_duplicate(store: 
 
 def test_concurrent_claims_agree_on_one_holder(store: DuplicateIndexStore) -> None:
     tenant, sha = _tenant(), "cd" * 32
-    refs = [ImageRef(job_id="j", image_id=str(i)) for i in range(6)]
+    refs = [LibraryImage(job_id="j", image_id=str(i)) for i in range(6)]
     barrier = threading.Barrier(len(refs))
-    holders: list[ImageRef] = []
+    holders: list[LibraryImage] = []
 
-    def claim(ref: ImageRef) -> None:
+    def claim(ref: LibraryImage) -> None:
         barrier.wait()
         holders.append(store.claim_sha256(tenant, sha, ref))
 
@@ -102,7 +102,7 @@ def test_band_candidates_are_exactly_the_entries_sharing_a_probed_band_value(sto
     tenant = _tenant()
 
     def put(image_id: str, bands: tuple[int, ...], scheme: str = "4x64", tenant_id: str = tenant) -> None:
-        entry = IndexEntry(ref=ImageRef(job_id="j", image_id=image_id), sha256=image_id * 64, bands=bands)
+        entry = IndexEntry(ref=LibraryImage(job_id="j", image_id=image_id), sha256=image_id * 64, bands=bands)
         entry.band_scheme = scheme
         store.put_entry(tenant_id, entry)
 
@@ -121,7 +121,7 @@ def test_band_candidates_are_exactly_the_entries_sharing_a_probed_band_value(sto
 def test_hundreds_of_candidates_and_job_entries_come_back_in_full(store: DuplicateIndexStore) -> None:
     tenant = _tenant()
     for index in range(250):
-        entry = IndexEntry(ref=ImageRef(job_id="big", image_id=f"{index:03d}"), sha256=f"{index:064x}")
+        entry = IndexEntry(ref=LibraryImage(job_id="big", image_id=f"{index:03d}"), sha256=f"{index:064x}")
         entry.bands, entry.band_scheme = (7, index % 64, index % 64, index % 64), "4x64"
         store.put_entry(tenant, entry)
 
@@ -144,7 +144,7 @@ def test_job_entries_lists_one_job_and_filters_matched(store: DuplicateIndexStor
 
 
 def test_put_entry_replaces(store: DuplicateIndexStore) -> None:
-    tenant, ref = _tenant(), ImageRef(job_id="j/odd?#id", image_id="x")
+    tenant, ref = _tenant(), LibraryImage(job_id="j/odd?#id", image_id="x")
     store.put_entry(tenant, IndexEntry(ref=ref, sha256="1" * 64))
     store.put_entry(tenant, IndexEntry(ref=ref, sha256="2" * 64))
 
@@ -161,7 +161,7 @@ def test_exact_duplicates_by_sha256(store: DuplicateIndexStore) -> None:
     assert not image.register(service, tenant, "job", "0").is_duplicate
     hit = image.register(service, tenant, "job", "1")
 
-    assert hit.exact_of == ImageRef(job_id="job", image_id="0")
+    assert hit.exact_of == LibraryImage(job_id="job", image_id="0")
     groups = service.duplicate_groups(tenant, "job")
     assert _member_keys(groups) == [["job/0", "job/1"]]
     assert [p.kind for p in groups[0].pairs] == [MatchKind.EXACT]
@@ -176,7 +176,7 @@ def test_copies_of_one_image_stay_out_of_the_band_index(store: DuplicateIndexSto
     copies = [image.register(service, tenant, "job", str(index)) for index in range(1, 6)]
     near = image.near_copy(rng).register(service, tenant, "job", "6")
 
-    assert [(hit.exact_of, hit.near) for hit in copies] == [(ImageRef(job_id="job", image_id="0"), [])] * 5
+    assert [(hit.exact_of, hit.near) for hit in copies] == [(LibraryImage(job_id="job", image_id="0"), [])] * 5
     assert [m.ref.image_id for m in near.near] == ["0"]
     probe = service.band_scheme.probe(image.phash, image.mirror)
     assert [c.ref.image_id for c in store.find_band_candidates(tenant, service.band_scheme.name, probe)] == ["0", "6"]
@@ -190,7 +190,7 @@ def test_exact_duplicates_without_perceptual_hashes(store: DuplicateIndexStore) 
     service.register_image(tenant, "job", "0", "e" * 64)
     hit = service.register_image(tenant, "job", "1", "e" * 64)
 
-    assert hit.exact_of == ImageRef(job_id="job", image_id="0")
+    assert hit.exact_of == LibraryImage(job_id="job", image_id="0")
     assert _member_keys(service.reconcile_job(tenant, "job")) == [["job/0", "job/1"]]
 
 
@@ -222,7 +222,7 @@ def test_duplicates_across_the_tenants_library(store: DuplicateIndexStore) -> No
     hit = original.near_copy(rng).register(service, tenant, "new-job", "0")
     original.near_copy(rng).register(service, _tenant(), "other-tenant-job", "0")
 
-    assert [m.ref for m in hit.near] == [ImageRef(job_id="old-job", image_id="0")]
+    assert [m.ref for m in hit.near] == [LibraryImage(job_id="old-job", image_id="0")]
     assert _member_keys(service.duplicate_groups(tenant, "new-job")) == [["new-job/0", "old-job/0"]]
 
 
@@ -247,13 +247,13 @@ class _BlindStore:
     def __init__(self, inner: DuplicateIndexStore) -> None:
         self._inner = inner
 
-    def claim_sha256(self, tenant_id: str, sha256: str, ref: ImageRef) -> ImageRef:
+    def claim_sha256(self, tenant_id: str, sha256: str, ref: LibraryImage) -> LibraryImage:
         return self._inner.claim_sha256(tenant_id, sha256, ref)
 
     def put_entry(self, tenant_id: str, entry: IndexEntry) -> None:
         self._inner.put_entry(tenant_id, entry)
 
-    def set_matches(self, tenant_id: str, ref: ImageRef, matches: Sequence[Match]) -> None:
+    def set_matches(self, tenant_id: str, ref: LibraryImage, matches: Sequence[Match]) -> None:
         self._inner.set_matches(tenant_id, ref, matches)
 
     def find_band_candidates(
@@ -267,13 +267,13 @@ class _BlindStore:
     def entries_written_since(self, tenant_id: str, since_epoch: float | None) -> Iterator[IndexEntry]:
         return self._inner.entries_written_since(tenant_id, since_epoch)
 
-    def entries_by_ref(self, tenant_id: str, refs: Collection[ImageRef]) -> Iterator[IndexEntry]:
+    def entries_by_ref(self, tenant_id: str, refs: Collection[LibraryImage]) -> Iterator[IndexEntry]:
         return self._inner.entries_by_ref(tenant_id, refs)
 
     def entries_in_groups(self, tenant_id: str, group_keys: Collection[str]) -> Iterator[IndexEntry]:
         return self._inner.entries_in_groups(tenant_id, group_keys)
 
-    def add_group_key(self, tenant_id: str, group_key: str, refs: Collection[ImageRef]) -> None:
+    def add_group_key(self, tenant_id: str, group_key: str, refs: Collection[LibraryImage]) -> None:
         self._inner.add_group_key(tenant_id, group_key, refs)
 
 
@@ -353,10 +353,10 @@ def test_a_small_jobs_reconcile_repeats_its_look_ups_instead_of_reading_the_tena
 
 def test_entries_written_since_splits_at_the_write_time(store: DuplicateIndexStore) -> None:
     tenant = _tenant()
-    store.put_entry(tenant, IndexEntry(ref=ImageRef(job_id="j", image_id="old"), sha256="1" * 64))
+    store.put_entry(tenant, IndexEntry(ref=LibraryImage(job_id="j", image_id="old"), sha256="1" * 64))
     time.sleep(1.1 - time.time() % 1 + 0.05)  # the service's write times are whole seconds: cross a boundary
     since = time.time()
-    store.put_entry(tenant, IndexEntry(ref=ImageRef(job_id="j", image_id="new"), sha256="2" * 64))
+    store.put_entry(tenant, IndexEntry(ref=LibraryImage(job_id="j", image_id="new"), sha256="2" * 64))
 
     assert [e.ref.image_id for e in store.entries_written_since(tenant, since)] == ["new"]
     assert sorted(e.ref.image_id for e in store.entries_written_since(tenant, None)) == ["new", "old"]

@@ -66,7 +66,7 @@ def test_the_import_reader_sees_every_form_of_import(tmp_path: Path) -> None:
         "import shared.services.jobs\n"
         "from shared.services import expand\n"
         "from . import chunks\n"
-        "from .status import roll_up_status\n"
+        "from .rollup import roll_up_status\n"
         "def f():\n"
         "    import azure.functions as func\n"
     )
@@ -75,15 +75,15 @@ def test_the_import_reader_sees_every_form_of_import(tmp_path: Path) -> None:
         "shared.services.jobs",
         "shared.services.expand",
         "shared.services.chunks",
-        "shared.services.status",
+        "shared.services.rollup",
         "azure.functions",
     } <= found
     assert _sideways("shared.services.probe", found) == [
         "shared.services.chunks",
         "shared.services.expand",
         "shared.services.jobs",
-        "shared.services.status",
-        "shared.services.status.roll_up_status",
+        "shared.services.rollup",
+        "shared.services.rollup.roll_up_status",
     ]
     assert _sideways("shared.services.probe", {"shared.services.context", "shared.services.context.AppContext"}) == []
 

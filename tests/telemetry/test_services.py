@@ -21,7 +21,7 @@ from shared.config import Settings
 from shared.services.chunks import process_chunk
 from shared.services.context import AppContext
 from shared.services.jobs import submit_job
-from shared.services.status import roll_up_status
+from shared.services.rollup import roll_up_status
 from shared.services.tenants import create_tenant
 from shared.tracing import CHUNK_SPAN, SUBMIT_SPAN
 from tests.core.image_server import ImageServer, running_image_server

@@ -23,7 +23,7 @@ from shared.models import (
     JobState,
     Lane,
 )
-from shared.status import Bitmap
+from shared.progress import Bitmap
 from shared.views import callback_payload
 
 DOC = Path(__file__).resolve().parents[2] / "docs" / "callbacks.md"
@@ -36,7 +36,7 @@ def example_job() -> JobDocument:
     dead = Bitmap()
     dead.add(7)
     return JobDocument(
-        id="j3f9c2a7d41b8", jobId="j3f9c2a7d41b8", tenantId="t5e1d0c9b8a7f", lane=Lane.HIGH, shards=4,
+        id="j3f9c2a7d41b8", jobId="j3f9c2a7d41b8", tenantId="t5e1d0c9b8a7f", lane=Lane.HIGH, concurrency=4,
         source="urls", options=JobOptions(), callback_url="https://example.com/hooks/imagepipe",
         state=JobState.COMPLETED_WITH_ERRORS, total_images=1000, total_chunks=10,
         counts=ImageCounts(succeeded=897, failed=3, skipped=0), error_codes={"corrupt": 2, "fetch_http_error": 1},

@@ -29,14 +29,14 @@ from shared.models import (
 from shared.planning import (
     MAX_CHUNK_MESSAGE_BYTES,
     chunk_count,
+    concurrency_for,
     encode,
     inline_chunk_size,
     inline_chunks,
     lane_for,
-    shards_for,
 )
+from shared.progress import Bitmap, JobChange, apply_progress, fold_changes
 from shared.services.expand import ChunkRun, plan_step
-from shared.status import Bitmap, JobChange, apply_progress, fold_changes
 from shared.views import job_status
 
 BASE_ENV = {
@@ -101,7 +101,7 @@ def test_long_references_shrink_chunks_to_fit_a_message() -> None:
 
 def test_sessions_spread_a_job_over_its_cap() -> None:
     s = settings()
-    assert shards_for(Tier.ENTERPRISE, s) == 8 and shards_for(Tier.ENTERPRISE, s, total_chunks=3) == 3
+    assert concurrency_for(Tier.ENTERPRISE, s) == 8 and concurrency_for(Tier.ENTERPRISE, s, total_chunks=3) == 3
     assert {session_id("j", c, 3) for c in range(30)} == {"j.0", "j.1", "j.2"}
 
 
@@ -135,7 +135,7 @@ def test_line_spans_survive_any_block_boundary() -> None:
 
 def job(total_chunks: int = 3, **extra: object) -> JobDocument:
     return JobDocument(
-        id="j", jobId="j", tenantId="t", lane=Lane.HIGH, shards=2, source="urls", options=JobOptions(),
+        id="j", jobId="j", tenantId="t", lane=Lane.HIGH, concurrency=2, source="urls", options=JobOptions(),
         total_images=total_chunks * 10, total_chunks=total_chunks, created_at=T0, **extra,  # type: ignore[arg-type]
     )
 

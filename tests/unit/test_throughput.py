@@ -16,7 +16,7 @@ from shared.models import (
     JobState,
     Lane,
 )
-from shared.status import MIN_RATE_INTERVAL_SECONDS, JobChange, apply_progress, fold_changes
+from shared.progress import MIN_RATE_INTERVAL_SECONDS, JobChange, apply_progress, fold_changes
 from shared.views import callback_payload
 
 T0 = datetime(2026, 1, 1, tzinfo=UTC)
@@ -24,7 +24,7 @@ T0 = datetime(2026, 1, 1, tzinfo=UTC)
 
 def job(total_images: int | None, total_chunks: int | None, **extra: object) -> JobDocument:
     return JobDocument(
-        id="j", jobId="j", tenantId="t", lane=Lane.HIGH, shards=1, source="urls", options=JobOptions(),
+        id="j", jobId="j", tenantId="t", lane=Lane.HIGH, concurrency=1, source="urls", options=JobOptions(),
         total_images=total_images, total_chunks=total_chunks, created_at=T0, **extra,  # type: ignore[arg-type]
     )  # fmt: skip
 

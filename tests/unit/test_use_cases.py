@@ -32,7 +32,7 @@ from shared.services.chunks import process_chunk
 from shared.services.context import AppContext
 from shared.services.expand import expand_manifest
 from shared.services.jobs import submit_job
-from shared.services.status import roll_up_status
+from shared.services.rollup import roll_up_status
 
 # Connection settings are required but never used: every adapter here is an in-memory stand-in.
 BASE_ENV = {

@@ -44,8 +44,8 @@ from shared.models import (
     RollUpCursor,
     utcnow,
 )
+from shared.progress import settle
 from shared.services.context import AppContext
-from shared.status import settle
 from shared.views import job_entry
 
 log = logging.getLogger(__name__)
