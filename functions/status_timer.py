@@ -7,7 +7,7 @@ import logging
 import azure.functions as func
 
 from shared.services.context import get_context
-from shared.services.status import report_json, roll_up_status
+from shared.services.rollup import report_json, roll_up_status
 
 bp = func.Blueprint()
 log = logging.getLogger(__name__)
