@@ -46,8 +46,18 @@ class AppContext:
         )
 
 
-@lru_cache(maxsize=1)
+_context_lock = threading.Lock()
+
+
 def get_context() -> AppContext:
+    """The process's one context, built on first use: the first requests may arrive on several threads at once,
+    and each build opens clients, so it is built under a lock, once."""
+    with _context_lock:
+        return _build_context()
+
+
+@lru_cache(maxsize=1)
+def _build_context() -> AppContext:
     return AppContext.from_settings(get_settings())
 
 

@@ -9,17 +9,17 @@ from collections.abc import Iterator
 import pytest
 
 from shared.config import get_settings
-from shared.services.context import get_context, warm_up
+from shared.services.context import _build_context, warm_up
 
 
 @pytest.fixture
 def no_settings(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
     monkeypatch.delenv("COSMOS_ENDPOINT", raising=False)
     get_settings.cache_clear()
-    get_context.cache_clear()
+    _build_context.cache_clear()
     yield
     get_settings.cache_clear()
-    get_context.cache_clear()
+    _build_context.cache_clear()
 
 
 def test_warm_up_logs_and_returns_when_the_context_cannot_be_built(
