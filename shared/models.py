@@ -151,6 +151,10 @@ def ref_problem(ref: str, kind: str) -> str | None:
     """Why an image reference is unusable, or None. Cheap syntax checks only: fetching checks the rest."""
     if not ref or len(ref) > MAX_REF_LENGTH:
         return f"must be 1 to {MAX_REF_LENGTH} characters"
+    # A reference is one line of a manifest (an upload's record is one too): no line breaks or other control
+    # characters, and no whitespace at either end, which a manifest line loses.
+    if ref != ref.strip() or any(ord(c) < 32 or c == "\x7f" for c in ref):
+        return "must not contain control characters or start or end with whitespace"
     if kind == "url":
         if not (ref.startswith("http://") or ref.startswith("https://")):
             return "must be an http:// or https:// URL"

@@ -192,7 +192,7 @@ def _uploaded_files(ctx: AppContext, tenant: TenantDocument, upload: str) -> lis
         record = ctx.blobs.read(MANIFESTS_CONTAINER, upload_record_name(tenant.tenant_id, upload), 16 << 20)
     except BlobNotFound:
         raise InvalidRequest("upload_not_found", f"no upload {upload!r} for this tenant", {"field": "upload"}) from None
-    expected = record.decode().split()
+    expected = record.decode().splitlines()
     prefix = upload_blob_name(tenant.tenant_id, upload, "")
     stored = ctx.blobs.list_sizes(ORIGINALS_CONTAINER, prefix)
     present = {name.removeprefix(original_blob_name(tenant.tenant_id, "")) for name, _ in stored}

@@ -74,7 +74,7 @@ def test_a_folder_uploaded_through_signed_urls_is_processed_and_its_thumbnails_d
     app_host: Api, make_tenant: Any
 ) -> None:
     tenant: ApiTenant = make_tenant("new")
-    files = {f"holiday/{n:02d}.jpg": make_jpeg(1000 + n, size=200) for n in range(50)}
+    files = {f"holiday/{n:02d} at the beach.jpg": make_jpeg(1000 + n, size=200) for n in range(50)}  # spaces, too
     body = {"files": [{"name": name, "size": len(data)} for name, data in files.items()]}
     code, _, upload = app_host.call("POST", "/uploads", tenant.key, body)
     assert code == 201, upload

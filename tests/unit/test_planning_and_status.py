@@ -25,6 +25,7 @@ from shared.models import (
     JobOptions,
     JobRequest,
     JobState,
+    ref_problem,
 )
 from shared.planning import (
     MAX_CHUNK_MESSAGE_BYTES,
@@ -289,3 +290,10 @@ def test_an_expansion_step_cuts_runs_of_chunk_size_and_stops_at_its_batch_or_the
 
     capped = plan_step(spans(), 0, 0, chunk_size=4, max_chunks=10, max_images=6)
     assert [r.images for r in capped.runs] == [4, 2] and capped.limit_reached and capped.next_index == 6
+
+
+def test_a_reference_is_one_clean_manifest_line() -> None:
+    assert ref_problem("trip/day 1/a photo.jpg", "blob") is None
+    for bad in ("a\nb.jpg", "a\rb.jpg", " a.jpg", "a.jpg ", "a\tb.jpg", "a\x00.jpg"):
+        assert ref_problem(bad, "blob") is not None, repr(bad)
+    assert ref_problem("https://x/a b.jpg", "url") is None and ref_problem("https://x/a.jpg\n", "url") is not None
