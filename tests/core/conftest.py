@@ -18,7 +18,9 @@ from urllib.parse import quote
 import pytest
 
 from devstack.stack import LocalStack, StackPorts, provision_app_stores, start_functions_host, stop_pid
-from shared.config import Settings
+from shared.adapters.servicebus import OutgoingMessage
+from shared.config import Lane, Settings
+from shared.models import ChunkMessage, JobDocument, JobOptions, ManifestRange, utcnow
 from shared.services.context import AppContext
 from shared.services.tenants import create_tenant
 from tests.core.image_server import ImageServer, running_image_server
@@ -182,3 +184,42 @@ def make_tenant(app_context: AppContext) -> Any:
 @pytest.fixture(scope="session")
 def make_session_tenant(app_context: AppContext) -> Any:
     return lambda tier: _tenant(app_context, tier)
+
+
+def poison_job(
+    ctx: AppContext, tenant: ApiTenant, image_server: ImageServer, images: int = 3
+) -> tuple[str, str, bytes]:
+    """A one-chunk job whose chunk names a manifest blob that is not there yet: every delivery fails as an
+    infrastructure error, so Service Bus dead-letters it . Writing the blob (`manifest`, `lines`) makes it
+    replayable."""
+    job_id = f"jpoison{int(time.time() * 1000)}"
+    manifest = f"{tenant.tenant_id}/poison-{job_id}.txt"
+    lines = "".join(f"{image_server.url(f'/img/{i}.jpg')}\n" for i in range(images)).encode()
+    options = JobOptions(analyses=["exif"])
+    ctx.store.create_job(
+        JobDocument(
+            id=job_id,
+            jobId=job_id,
+            tenantId=tenant.tenant_id,
+            lane=Lane.HIGH,
+            concurrency=1,
+            source="urls",
+            options=options,
+            total_images=images,
+            total_chunks=1,
+            created_at=utcnow(),
+        )
+    )
+    chunk = ChunkMessage(
+        job_id=job_id,
+        tenant_id=tenant.tenant_id,
+        chunk=0,
+        lane=Lane.HIGH,
+        options=options,
+        manifest_range=ManifestRange(blob=manifest, start=0, end=len(lines), first_index=0),
+    )
+    ctx.bus.send(
+        Lane.HIGH.queue_name,
+        [OutgoingMessage(body=chunk.model_dump_json(), message_id=f"{job_id}.0", session_id=f"{job_id}.0")],
+    )
+    return job_id, manifest, lines

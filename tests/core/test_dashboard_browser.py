@@ -20,11 +20,9 @@ from typing import Any
 import pytest
 
 from devstack.stack import ROOT
-from shared.adapters.servicebus import OutgoingMessage
-from shared.config import MANIFESTS_CONTAINER, Lane
-from shared.models import ChunkMessage, JobDocument, JobOptions, ManifestRange, utcnow
+from shared.config import MANIFESTS_CONTAINER
 from shared.services.context import AppContext
-from tests.core.conftest import OPERATOR_KEY, Api, ApiTenant
+from tests.core.conftest import OPERATOR_KEY, Api, ApiTenant, poison_job
 from tests.core.image_server import ImageServer
 
 pytestmark = [pytest.mark.stack, pytest.mark.slow]
@@ -177,43 +175,6 @@ class Page:
         ]
 
 
-def _poison_job(ctx: AppContext, tenant: ApiTenant, image_server: ImageServer) -> tuple[str, str, bytes]:
-    """A one-chunk job whose chunk names a manifest blob that is not there yet: every delivery fails as an
-    infrastructure error, so Service Bus dead-letters it (as in test_job_flow). Writing the blob makes it
-    replayable."""
-    job_id = f"jdash{int(time.time() * 1000)}"
-    manifest = f"{tenant.tenant_id}/dashboard-{job_id}.txt"
-    lines = "".join(f"{image_server.url(f'/img/{i}.jpg')}\n" for i in range(3)).encode()
-    options = JobOptions(analyses=["exif"])
-    ctx.store.create_job(
-        JobDocument(
-            id=job_id,
-            jobId=job_id,
-            tenantId=tenant.tenant_id,
-            lane=Lane.HIGH,
-            concurrency=1,
-            source="urls",
-            options=options,
-            total_images=3,
-            total_chunks=1,
-            created_at=utcnow(),
-        )
-    )
-    chunk = ChunkMessage(
-        job_id=job_id,
-        tenant_id=tenant.tenant_id,
-        chunk=0,
-        lane=Lane.HIGH,
-        options=options,
-        manifest_range=ManifestRange(blob=manifest, start=0, end=len(lines), first_index=0),
-    )
-    ctx.bus.send(
-        Lane.HIGH.queue_name,
-        [OutgoingMessage(body=chunk.model_dump_json(), message_id=f"{job_id}.0", session_id=f"{job_id}.0")],
-    )
-    return job_id, manifest, lines
-
-
 def test_a_tenant_follows_jobs_replays_and_cancels_in_the_browser(
     browser: Any, app_host: Api, app_context: AppContext, make_tenant: Any, image_server: ImageServer
 ) -> None:
@@ -266,7 +227,7 @@ def test_a_tenant_follows_jobs_replays_and_cancels_in_the_browser(
     page.card_when(job_id, "its groups listed", lambda c: c["groups"] == min(20, status["duplicates"]["groups"]))
 
     # 2. A dead-lettered chunk, replayed with the button.
-    dead_job, manifest, lines = _poison_job(app_context, tenant, image_server)
+    dead_job, manifest, lines = poison_job(app_context, tenant, image_server)
     page.follow(dead_job)
     card = page.card_when(dead_job, "dead-lettered", lambda c: c["state"] == "failed" and c["dead"], timeout=120)
     assert card["dead"] == [{"chunk": 0, "replayed": False}] and card["replay"], card

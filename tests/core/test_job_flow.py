@@ -8,12 +8,10 @@ import signal
 import time
 from typing import Any
 
-from shared.adapters.servicebus import OutgoingMessage
 from shared.callbacks import verify
-from shared.config import MANIFESTS_CONTAINER, Lane
-from shared.models import ChunkMessage, JobDocument, JobOptions, ManifestRange, utcnow
+from shared.config import MANIFESTS_CONTAINER
 from shared.services.context import AppContext
-from tests.core.conftest import Api, ApiTenant
+from tests.core.conftest import Api, ApiTenant, poison_job
 from tests.core.image_server import ImageServer
 
 LIGHT = {"analyses": ["exif", "hashes"]}
@@ -153,35 +151,7 @@ def test_a_dead_lettered_chunk_shows_on_the_job_and_replays(
 ) -> None:
     # A chunk whose manifest range names a blob that is not there yet fails as an infrastructure error on every
     # delivery, so Service Bus dead-letters it after maxDeliveryCount.
-    job_id = f"jreplay{int(time.time() * 1000)}"
-    manifest = f"{tenant_new.tenant_id}/replay-{job_id}.txt"
-    lines = f"{image_server.url('/img/1.jpg')}\n{image_server.url('/img/2.jpg')}\n".encode()
-    app_context.store.create_job(
-        JobDocument(
-            id=job_id,
-            jobId=job_id,
-            tenantId=tenant_new.tenant_id,
-            lane=Lane.HIGH,
-            concurrency=1,
-            source="urls",
-            options=JobOptions(analyses=["exif"]),
-            total_images=2,
-            total_chunks=1,
-            created_at=utcnow(),
-        )
-    )
-    chunk = ChunkMessage(
-        job_id=job_id,
-        tenant_id=tenant_new.tenant_id,
-        chunk=0,
-        lane=Lane.HIGH,
-        options=JobOptions(analyses=["exif"]),
-        manifest_range=ManifestRange(blob=manifest, start=0, end=len(lines), first_index=0),
-    )
-    app_context.bus.send(
-        Lane.HIGH.queue_name,
-        [OutgoingMessage(body=chunk.model_dump_json(), message_id=f"{job_id}.0", session_id=f"{job_id}.0")],
-    )
+    job_id, manifest, lines = poison_job(app_context, tenant_new, image_server, images=2)
     status = app_host.wait_for_state(tenant_new.key, job_id, timeout=90)
     assert status["state"] == "failed", status
     [dead] = status["dead_lettered_chunks"]
