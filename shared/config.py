@@ -130,6 +130,9 @@ class Settings(BaseModel):
     # STATUS_ROLLUP_MAX_JOBS a tick (the rest stay unseen and come first in the next tick).
     status_rollup_concurrency: int = Field(default=8, ge=1, le=64, alias="STATUS_ROLLUP_CONCURRENCY")
     status_rollup_max_jobs: int = Field(default=2000, ge=1, alias="STATUS_ROLLUP_MAX_JOBS")
+    # How long a job's documents live: the `jobs` container's TTL in Azure (the Bicep's jobRetentionDays). A job's
+    # entry in its tenant's job list (the `tenants` container) expires with it. -1: never (the local stack).
+    job_retention_seconds: int = Field(default=-1, ge=-1, alias="JOB_RETENTION_SECONDS")
     # Dead-lettered chunks re-sent by one replay call (the answer says how many remain: call again).
     replay_batch_chunks: int = Field(default=500, ge=1, le=5000, alias="REPLAY_BATCH_CHUNKS")
 

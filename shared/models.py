@@ -453,6 +453,7 @@ class JobEntryDocument(Document):
     type: Literal["jobentry"] = "jobentry"
     state: JobState
     created_at: datetime
+    ttl: int = -1  # seconds: the entry expires with its job's documents (JOB_RETENTION_SECONDS); -1 never
 
 
 class TenantDocument(Document):

@@ -53,9 +53,11 @@ def callback_payload(job: JobDocument) -> dict[str, Any]:
     return {"event": "job.finished", "job": status}
 
 
-def job_entry(job: JobDocument) -> JobEntryDocument:
-    """The job's line in its tenant's job list."""
-    return JobEntryDocument(id=job.job_id, tenantId=job.tenant_id, state=job.state, created_at=job.created_at)
+def job_entry(job: JobDocument, retention_seconds: int) -> JobEntryDocument:
+    """The job's line in its tenant's job list, expiring when the job's own documents do."""
+    return JobEntryDocument(
+        id=job.job_id, tenantId=job.tenant_id, state=job.state, created_at=job.created_at, ttl=retention_seconds
+    )
 
 
 # Signs a read URL for one blob: (container, blob name) -> URL.

@@ -324,11 +324,12 @@ var cosmosContainers = [
     indexingPolicy: jobsIndexingPolicy
   }
   {
+    // Tenants never expire; a job's entry in its tenant's list carries a per-item ttl (JOB_RETENTION_SECONDS).
     name: 'tenants'
     partitionKeys: [
       '/tenantId'
     ]
-    defaultTtl: null
+    defaultTtl: -1
     indexingPolicy: defaultIndexingPolicy
   }
   {
@@ -475,6 +476,7 @@ var appSettings = {
   STATUS_ROLLUP_CONCURRENCY: '8'
   STATUS_ROLLUP_MAX_JOBS: '2000'
   REPLAY_BATCH_CHUNKS: '500'
+  JOB_RETENTION_SECONDS: string(jobTtlSeconds)
   TIER_API_RATE: tierApiRate
   TIER_API_BURST: tierApiBurst
   TIER_MAX_ACTIVE_JOBS: tierMaxActiveJobs

@@ -283,7 +283,7 @@ def _new_job(
 def _create(ctx: AppContext, job: JobDocument) -> None:
     """The job document, and its entry in the tenant's job list (first: a listed job always exists)."""
     ctx.store.create_job(job)
-    ctx.store.upsert_job_entry(job_entry(job))
+    ctx.store.upsert_job_entry(job_entry(job, ctx.settings.job_retention_seconds))
 
 
 def _enqueue(ctx: AppContext, job: JobDocument, send: Callable[[], object]) -> None:
@@ -293,7 +293,7 @@ def _enqueue(ctx: AppContext, job: JobDocument, send: Callable[[], object]) -> N
         log.exception("job %s: enqueueing failed; marking the job failed", job.job_id)
         ctx.store.patch_job(job.job_id, {"state": JobState.FAILED.value, "finished_at": _now_iso()})
         job.state = JobState.FAILED
-        ctx.store.upsert_job_entry(job_entry(job))
+        ctx.store.upsert_job_entry(job_entry(job, ctx.settings.job_retention_seconds))
         raise Unavailable("enqueue_failed", "the job could not be queued; try again", {"job_id": job.job_id}) from None
 
 

@@ -194,7 +194,7 @@ def _update_job_entry(ctx: AppContext, job: JobDocument) -> None:
     """The tenant's job list filters by the entry's state; the listing re-checks each job's own state, so a failed
     write here only leaves the job out of a filtered list, never shows it wrongly."""
     try:
-        ctx.store.upsert_job_entry(job_entry(job))
+        ctx.store.upsert_job_entry(job_entry(job, ctx.settings.job_retention_seconds))
     except Exception:
         log.exception("job %s: its job-list entry could not be updated to %s", job.job_id, job.state.value)
 

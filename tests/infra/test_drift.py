@@ -91,6 +91,7 @@ RUNTIME_PLACEHOLDERS = {
     "APPLICATIONINSIGHTS_CONNECTION_STRING": "InstrumentationKey=00000000-0000-0000-0000-000000000000",
     "APPLICATIONINSIGHTS_AUTHENTICATION_STRING": "ClientId=00000000-0000-0000-0000-000000000001;Authorization=AAD",
     "OTEL_ENABLED": "true",
+    "JOB_RETENTION_SECONDS": "2592000",
 }
 
 SERVICEBUS_CONFIG = ROOT / "devstack" / "servicebus.config.json"
@@ -205,7 +206,10 @@ def test_deployed_values_are_valid_settings() -> None:
 
 
 # Deployed deliberately with a different value than the local example.
-CLOUD_VALUE_DIFFERS = {"OTEL_ENABLED": "telemetry goes to Application Insights in Azure; locally it is off"}
+CLOUD_VALUE_DIFFERS = {
+    "OTEL_ENABLED": "telemetry goes to Application Insights in Azure; locally it is off",
+    "JOB_RETENTION_SECONDS": "jobs expire after jobRetentionDays in Azure (the containers' TTL); locally never",
+}
 
 
 def test_deployed_defaults_match_the_local_example() -> None:
