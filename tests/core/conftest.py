@@ -87,6 +87,19 @@ class Api:
             time.sleep(0.5)
         raise AssertionError(f"job {job_id} did not finish in {timeout} s: {status}")
 
+    def all_images(self, key: str, job_id: str, page_size: int = 500) -> list[dict[str, Any]]:
+        """Every image result of the job, page after page, in image order."""
+        items: list[dict[str, Any]] = []
+        token: str | None = None
+        while True:
+            query = f"?page_size={page_size}" + (f"&continuation={quote(token, safe='')}" if token else "")
+            code, _, page = self.call("GET", f"/jobs/{job_id}/images{query}", key)
+            assert code == 200, page
+            items += page["items"]
+            token = page["continuation"]
+            if not token:
+                return sorted(items, key=lambda item: item["index"])
+
     def duplicate_groups(self, key: str, job_id: str, timeout: float = 60.0) -> list[list[str]]:
         """The job's duplicate groups (sorted member lists), once reconciled: paged, parts of a group merged."""
         deadline = time.monotonic() + timeout

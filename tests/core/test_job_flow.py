@@ -17,25 +17,6 @@ from tests.core.image_server import ImageServer
 LIGHT = {"analyses": ["exif", "hashes"]}
 
 
-def _all_images(api: Api, key: str, job_id: str, page_size: int = 500) -> list[dict[str, Any]]:
-    items: list[dict[str, Any]] = []
-    token: str | None = None
-    while True:
-        query = f"?page_size={page_size}" + (f"&continuation={_quote(token)}" if token else "")
-        code, _, page = api.call("GET", f"/jobs/{job_id}/images{query}", key)
-        assert code == 200, page
-        items += page["items"]
-        token = page["continuation"]
-        if not token:
-            return items
-
-
-def _quote(text: str) -> str:
-    from urllib.parse import quote
-
-    return quote(text, safe="")
-
-
 def _submit(api: Api, key: str, body: dict[str, Any]) -> str:
     code, _, accepted = api.call("POST", "/jobs", key, body)
     assert code == 202, accepted
@@ -59,7 +40,7 @@ def test_a_2000_image_job_ends_with_exactly_2000_results(
     assert status["total_images"] == 2000 and status["total_chunks"] == 20 and status["percent"] == 100.0
     assert status["errors"] == {"fetch_http_error": 40, "unsupported_format": 40}, status["errors"]
 
-    items = _all_images(app_host, tenant_enterprise.key, job_id)
+    items = app_host.all_images(tenant_enterprise.key, job_id)
     indexes = [item["index"] for item in items]
     assert len(items) == 2000 and sorted(indexes) == list(range(2000))
     by_index = {item["index"]: item for item in items}
@@ -90,7 +71,7 @@ def test_killing_worker_processes_mid_chunk_loses_and_duplicates_nothing(
     status = app_host.wait_for_state(tenant_new.key, job_id, timeout=240)
     assert status["state"] == "succeeded", status
     assert status["counts"] == {"succeeded": total, "failed": 0, "skipped": 0}
-    items = _all_images(app_host, tenant_new.key, job_id)
+    items = app_host.all_images(tenant_new.key, job_id)
     ids = [item["id"] for item in items]
     assert len(ids) == total and len(set(ids)) == total
     assert sorted(item["index"] for item in items) == list(range(total))
@@ -112,7 +93,7 @@ def test_cancel_skips_the_remaining_images(app_host: Api, tenant_free: ApiTenant
     counts = status["counts"]
     assert counts["skipped"] > 0 and counts["succeeded"] < 400
     assert counts["succeeded"] + counts["failed"] + counts["skipped"] == 400
-    assert len(_all_images(app_host, tenant_free.key, job_id)) == counts["succeeded"] + counts["failed"]
+    assert len(app_host.all_images(tenant_free.key, job_id)) == counts["succeeded"] + counts["failed"]
 
 
 def test_callback_is_signed_with_the_tenants_secret(

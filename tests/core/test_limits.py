@@ -85,25 +85,6 @@ def _error(body: dict[str, Any]) -> dict[str, Any]:
     return body["error"]
 
 
-def _images(api: Api, key: str, job_id: str) -> list[dict[str, Any]]:
-    items: list[dict[str, Any]] = []
-    token: str | None = None
-    while True:
-        query = "?pageSize=500&page_size=500" + (f"&continuation={_quote(token)}" if token else "")
-        code, _, page = api.call("GET", f"/jobs/{job_id}/images{query}", key)
-        assert code == 200, page
-        items += page["items"]
-        token = page["continuation"]
-        if not token:
-            return sorted(items, key=lambda i: i["index"])
-
-
-def _quote(text: str) -> str:
-    from urllib.parse import quote
-
-    return quote(text, safe="")
-
-
 @pytest.mark.stack
 def test_a_burst_from_one_tenant_is_cut_off_while_another_tenant_passes(
     limited: tuple[Api, AppContext], origin: ImageServer
@@ -185,7 +166,7 @@ def test_retry_after_is_honoured_and_permanent_errors_are_fetched_once(
     assert code == 202, accepted
     status = api.wait_for_state(tenant.key, accepted["job_id"], timeout=90)
     assert status["counts"]["succeeded"] == 3 and status["counts"]["failed"] == 1, status
-    items = _images(api, tenant.key, accepted["job_id"])
+    items = api.all_images(tenant.key, accepted["job_id"])
     assert [(i["ok"], i["attempts"]) for i in items] == [(True, 3), (False, 1), (True, 2), (True, 2)]
     assert items[1]["error"]["code"] == "fetch_http_error"
     assert [origin.hits[p] for p in paths] == [3, 1, 2, 2]
@@ -212,7 +193,7 @@ def test_an_origin_sees_no_more_than_the_per_host_concurrency_and_rate(
     assert status["counts"]["succeeded"] == 200, status
     assert api.wait_for_state(companion.key, other["job_id"], timeout=180)["counts"]["succeeded"] == 100
     assert origin.over_cap == 0 and 1 <= origin.max_in_flight <= 2, (origin.max_in_flight, origin.over_cap)
-    assert all(i["attempts"] == 1 for i in _images(api, tenant.key, accepted["job_id"]))
+    assert all(i["attempts"] == 1 for i in api.all_images(tenant.key, accepted["job_id"]))
 
 
 @pytest.mark.stack

@@ -12,7 +12,6 @@ import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
-from urllib.parse import quote
 
 import pytest
 
@@ -56,19 +55,6 @@ def fault_host(fault_stack: LocalStack, tmp_path_factory: pytest.TempPathFactory
             print(log.read_text(errors="replace")[-30000:])
 
 
-def _all_images(api: Api, key: str, job_id: str) -> list[dict[str, Any]]:
-    items: list[dict[str, Any]] = []
-    token: str | None = None
-    while True:
-        query = "?pageSize=100" + (f"&continuation={quote(token, safe='')}" if token else "")
-        code, _, page = api.call("GET", f"/jobs/{job_id}/images{query}", key)
-        assert code == 200, page
-        items += page["items"]
-        token = page["continuation"]
-        if not token:
-            return items
-
-
 def _run_job_through(api: Api, key: str, image_server: ImageServer, fault: Any) -> None:
     urls = [image_server.url(f"/slow/30/{i}.jpg") for i in range(IMAGES)]
     code, _, accepted = api.call("POST", "/jobs", key, {"urls": urls, "options": LIGHT})
@@ -86,7 +72,7 @@ def _run_job_through(api: Api, key: str, image_server: ImageServer, fault: Any) 
     fault()
 
     status = api.wait_for_state(key, job_id, timeout=150)
-    items = _all_images(api, key, job_id)
+    items = api.all_images(key, job_id)
     indexes = sorted(item["index"] for item in items)
     assert indexes == list(range(IMAGES)), (
         f"{len(items)} results, {len(set(indexes))} distinct; missing "

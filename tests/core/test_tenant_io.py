@@ -51,19 +51,6 @@ def _put_blob(url: str, data: bytes) -> int:
     return status
 
 
-def _all_images(api: Api, key: str, job_id: str, page_size: int = 1000) -> list[dict[str, Any]]:
-    items: list[dict[str, Any]] = []
-    token: str | None = None
-    while True:
-        query = f"?page_size={page_size}" + (f"&continuation={quote(token, safe='')}" if token else "")
-        code, _, page = api.call("GET", f"/jobs/{job_id}/images{query}", key)
-        assert code == 200, page
-        items.extend(page["items"])
-        token = page["continuation"]
-        if not token:
-            return items
-
-
 def _decoded_size(data: bytes) -> tuple[int, int]:
     with Image.open(io.BytesIO(data)) as image:
         image.load()
@@ -96,7 +83,7 @@ def test_a_folder_uploaded_through_signed_urls_is_processed_and_its_thumbnails_d
     status = app_host.wait_for_state(tenant.key, accepted["job_id"], timeout=120)
     assert status["state"] == "succeeded" and status["counts"]["succeeded"] == 50, status
 
-    items = _all_images(app_host, tenant.key, accepted["job_id"])
+    items = app_host.all_images(tenant.key, accepted["job_id"])
     assert sorted(i["index"] for i in items) == list(range(50))
     names = list(files)
     for item in items:
@@ -142,7 +129,7 @@ def test_another_tenant_is_refused_everything_of_the_first(
     assert code == 202, accepted
     job_id = accepted["job_id"]
     assert app_host.wait_for_state(owner.key, job_id, timeout=60)["state"] == "succeeded"
-    item = _all_images(app_host, owner.key, job_id)[0]
+    item = app_host.all_images(owner.key, job_id)[0]
     thumb = item["thumbnails"][0]
     for path in (
         f"/jobs/{job_id}",
@@ -176,7 +163,7 @@ def test_one_image_in_one_call(app_host: Api, make_tenant: Any) -> None:
     assert headers["location"] == f"/api/jobs/{accepted['job_id']}" and accepted["total_images"] == 1
     status = app_host.wait_for_state(tenant.key, accepted["job_id"], timeout=60)
     assert status["state"] == "succeeded", status
-    item = _all_images(app_host, tenant.key, accepted["job_id"])[0]
+    item = app_host.all_images(tenant.key, accepted["job_id"])[0]
     assert item["result"]["width"] == 640 and item["kind"] == "blob"
     assert _http("GET", item["original_url"])[2] == photo
 
@@ -270,7 +257,7 @@ def test_listing_and_exporting_a_3000_image_job(app_host: Api, image_server: Ima
     assert app_host.call("GET", "/jobs", small.key)[2]["items"] == []
 
     # Paging: every result exactly once.
-    items = _all_images(app_host, tenant.key, big["job_id"], page_size=700)
+    items = app_host.all_images(tenant.key, big["job_id"], page_size=700)
     assert sorted(i["index"] for i in items) == list(range(3000))
 
     # Export: asked for, built in the background, then a redirect to the JSON lines.
