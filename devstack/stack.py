@@ -306,6 +306,12 @@ def provision_app_stores(settings_env: dict[str, str]) -> None:
     BlobStore.from_settings(settings).provision_local()
 
 
+def _read_from(path: Path, offset: int) -> str:
+    with path.open("rb") as log:
+        log.seek(offset)
+        return log.read().decode(errors="replace")
+
+
 def start_functions_host(
     settings_env: dict[str, str], port: int, log_path: Path, timeout: float = 90.0, extra_args: Sequence[str] = ()
 ) -> subprocess.Popen[bytes]:
@@ -313,6 +319,7 @@ def start_functions_host(
     caller's FUNCTIONS_* environment) and returns once it reports ready. Stop it with stop_pid."""
     env = {k: v for k, v in os.environ.items() if not k.startswith("FUNCTIONS_")}
     env.update(settings_env, PYTHONUNBUFFERED="1")
+    start_offset = log_path.stat().st_size if log_path.exists() else 0  # an appended log may hold an earlier "ready"
     with log_path.open("ab") as out:
         process = subprocess.Popen(
             [sys.executable, "-m", "devstack.funchost", "--script-root", str(ROOT), "--port", str(port), *extra_args],
@@ -322,7 +329,7 @@ def start_functions_host(
             stderr=subprocess.STDOUT,
         )
     deadline = time.monotonic() + timeout
-    while "funchost ready" not in log_path.read_text(errors="replace"):
+    while "funchost ready" not in _read_from(log_path, start_offset):
         if process.poll() is not None or time.monotonic() > deadline:
             stop_pid(process.pid, grace=5, popen=process)
             raise RuntimeError(f"the Functions host did not start:\n{_tail(str(log_path), 60)}")
