@@ -18,6 +18,7 @@ from azure.storage.blob import (
     generate_blob_sas,
 )
 
+from shared.adapters.emulator_transport import proxies_configured
 from shared.adapters.identity import azure_credential
 from shared.config import ALL_CONTAINERS, Settings
 
@@ -63,10 +64,13 @@ class BlobStore:
 
     @classmethod
     def from_settings(cls, settings: Settings) -> BlobStore:
+        # Read the environment's proxy settings once, not on every call (see proxies_configured).
+        use_env = proxies_configured()
         if settings.storage_connection:
-            return cls(BlobServiceClient.from_connection_string(settings.storage_connection))
+            return cls(BlobServiceClient.from_connection_string(settings.storage_connection, use_env_settings=use_env))
         url = f"https://{settings.storage_account_name}.blob.core.windows.net"
-        return cls(BlobServiceClient(account_url=url, credential=azure_credential(settings.storage_client_id)))
+        credential = azure_credential(settings.storage_client_id)
+        return cls(BlobServiceClient(account_url=url, credential=credential, use_env_settings=use_env))
 
     def provision_local(self) -> None:
         """Creates the containers on Azurite. In Azure the Bicep creates them."""

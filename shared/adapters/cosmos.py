@@ -12,9 +12,10 @@ from __future__ import annotations
 
 from typing import Protocol
 
+from azure.core.pipeline.transport import RequestsTransport
 from azure.cosmos import ContainerProxy, CosmosClient, DatabaseProxy, PartitionKey
 
-from shared.adapters.emulator_transport import emulator_transport
+from shared.adapters.emulator_transport import emulator_transport, proxies_configured
 from shared.adapters.identity import azure_credential
 from shared.config import COSMOS_CONTAINERS, Settings
 from shared.thread_resources import PerThread
@@ -29,9 +30,13 @@ def make_cosmos_client(settings: Settings) -> CosmosClient:
             transport=emulator_transport(),
             connection_verify=False,
         )
+    # The SDK's own default transport re-reads the environment on every call (see proxies_configured).
+    transport = RequestsTransport(use_env_settings=proxies_configured())
     if settings.cosmos_key:
-        return CosmosClient(settings.cosmos_endpoint, credential=settings.cosmos_key)
-    return CosmosClient(settings.cosmos_endpoint, credential=azure_credential(settings.cosmos_client_id))
+        return CosmosClient(settings.cosmos_endpoint, credential=settings.cosmos_key, transport=transport)
+    return CosmosClient(
+        settings.cosmos_endpoint, credential=azure_credential(settings.cosmos_client_id), transport=transport
+    )
 
 
 def get_database(client: CosmosClient, settings: Settings) -> DatabaseProxy:
