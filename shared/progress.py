@@ -85,12 +85,19 @@ class Settled:
 def settle(job: JobDocument, changes: Iterable[JobChange], now: datetime) -> Settled:
     """The job document with its changes folded in and its progress, state and figures decided: what the status
     timer writes, and what a status read of a one-chunk job shows before the timer has come by."""
+    changes = list(changes)
     folded = fold_changes(job, changes)
     ended = apply_progress(job, now, folded.newly_finished)
     if ended:
         job.ends += 1
         if "dedup" in job.options.analyses and job.state != JobState.CANCELLED:
             job.duplicates = DuplicatesSummary(state="pending")
+            # A one-chunk job's worker reconciles before recording the chunk's end (shared/services/chunks.py):
+            # the summary for this new end may come with it. Otherwise the finish queue reconciles.
+            for change in changes:
+                if isinstance(change, DuplicatesDocument) and change.end == job.ends:
+                    job.duplicates = DuplicatesSummary(state="ready", groups=change.groups, images=change.images)
+                    folded.duplicates_ready = True
     return Settled(folded, ended)
 
 

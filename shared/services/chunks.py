@@ -45,6 +45,7 @@ from shared.models import (
     ImageCounts,
     ImageRef,
     ImageResultDocument,
+    JobDocument,
     StoredImageError,
     classify_manifest_line,
     image_bucket,
@@ -53,6 +54,7 @@ from shared.models import (
 )
 from shared.polite_fetch import PolitePolicy, polite_fetch, process_gate
 from shared.processing.imaging_step import analyse, register_duplicates, stored_facts
+from shared.processing.reconcile import reconcile_duplicates
 from shared.processing.write_behind import ImageOutcome, WriteBehind
 from shared.services.context import AppContext
 from shared.thread_resources import PerThread
@@ -125,7 +127,8 @@ def process_chunk(
 def _process_chunk(
     ctx: AppContext, message: ChunkMessage, delivery_count: int, enqueued_at: datetime | None, started: float
 ) -> ChunkOutcome:
-    existing = ctx.store.get_chunk(message.job_id, message.chunk)
+    single = _single_image_first_delivery(message, delivery_count)
+    existing = None if single else ctx.store.get_chunk(message.job_id, message.chunk)
     if existing is not None and existing.state == "done":  # a redelivery of a finished chunk
         return ChunkOutcome(message.job_id, message.chunk, ChunkEnd.FINISHED, 0, existing.images, existing.counts)
     found = ctx.store.get_job(message.job_id)
@@ -137,16 +140,41 @@ def _process_chunk(
     # The chunk record is written before any image result, so without one no earlier delivery recorded an image.
     if existing is not None:
         run.outcomes = ctx.store.image_outcomes(message.job_id, message.chunk)
-    ctx.store.upsert_chunk(run.counted())
+    if not single:
+        ctx.store.upsert_chunk(run.counted())
     end = run.process([ref for ref in run.images if ref.index not in run.outcomes])
     if end is ChunkEnd.CONTINUED:
         _continue_later(ctx, message, found.job.concurrency, delivery_count)
         ctx.store.upsert_chunk(run.counted())
         return run.outcome(end)
-    if end is ChunkEnd.FINISHED and (existing is not None or _overlapped(ctx, run.record)):
+    if end is ChunkEnd.FINISHED and not single and (existing is not None or _overlapped(ctx, run.record)):
         # Another delivery worked on this chunk too: recount from the store, the truth whatever either wrote.
         run.outcomes = ctx.store.image_outcomes(message.job_id, message.chunk)
+    if end is ChunkEnd.FINISHED and _reconciles_inline(found.job):
+        # Before the chunk's final record, which ends the job: the timer then folds the groups with the end.
+        reconcile_duplicates(ctx.dedup, ctx.store, found.job, found.job.ends + 1)
     return run.finish(end)
+
+
+def _reconciles_inline(job: JobDocument) -> bool:
+    """Whether this chunk's end is its job's end, so it reconciles the job's duplicate groups itself: an inline job
+    of one chunk, running (a replayed job is reopened by the timer before it counts as such), not cancelled."""
+    return (
+        job.total_chunks == 1
+        and job.manifest_blob is None
+        and "dedup" in job.options.analyses
+        and not job.state.terminal
+        and not job.cancel_requested
+    )
+
+
+def _single_image_first_delivery(message: ChunkMessage, delivery_count: int) -> bool:
+    """A chunk of one image on its first delivery (most one-image jobs) records itself once, at its end: three of
+    the job's requests fewer (the look for an earlier record, the running record, the overlap check). Nothing can
+    have been recorded before a first delivery, and the redelivery after a crash or a lost lock takes the full path
+    (its delivery count is higher), which recounts from the stored result. The cost: such a chunk never shows as
+    running, for the fraction of a second its one image takes, and a crash redoes that one image."""
+    return delivery_count == 1 and message.images is not None and len(message.images) == 1
 
 
 def _new_record(

@@ -1,7 +1,8 @@
 """A finished job's follow-ups, one message each on the finish queue (never inside the status timer's tick):
 
 - `reconcile`: the job's duplicate groups, made exact and whole (library members included), written as documents
-  of their own (at most GROUP_PART_MEMBERS members each, paged by the API), then a summary the timer folds in;
+  of their own, then a summary the timer folds in (shared/processing/reconcile.py; a job of one chunk has its
+  groups reconciled by its chunk worker instead, so it gets no such message);
 - `callback`: one signed delivery attempt; a retryable failure schedules the next attempt as a new message with
   back-off, so no consumer waits between attempts. The delivery state is a document the timer folds in;
 - `export`: the job's results as a JSON-lines blob, asked for by `GET /api/jobs/{id}/results.jsonl`: a page of
@@ -22,29 +23,23 @@ from shared.config import EXPORTS_CONTAINER, FINISH_QUEUE
 from shared.fetch import FetchPolicy
 from shared.messages import (
     callback_document_id,
-    duplicate_group_document_id,
-    duplicates_document_id,
     export_blob_name,
     finish_message,
 )
 from shared.models import (
     CallbackDocument,
     CallbackStatus,
-    Document,
-    DuplicateGroupDocument,
-    DuplicatesDocument,
     FinishMessage,
     ImageResultDocument,
     JobDocument,
     utcnow,
 )
-from shared.processing.imaging_step import job_duplicate_groups
+from shared.processing.reconcile import reconcile_duplicates
 from shared.services.context import AppContext
 from shared.views import callback_payload, image_result_item
 
 log = logging.getLogger(__name__)
 
-GROUP_PART_MEMBERS = 2000  # ~70 KB a document: far under Cosmos' 2 MB whatever a group's size
 # The timer sends a follow-up just before it records the job's end (so a crash in between cannot lose it): a
 # follow-up that arrives first waits for the record, a second at a time, this many times.
 MAX_WAITS = 30
@@ -67,37 +62,10 @@ def handle_finish(ctx: AppContext, message: FinishMessage) -> str:
     if message.end < job.ends or not job.state.terminal:
         return f"stale (the job is at end {job.ends}, {job.state.value})"
     if message.action == "reconcile":
-        return reconcile_duplicates(ctx, job, message.end)
+        return reconcile_duplicates(ctx.dedup, ctx.store, job, message.end)
     if message.action == "export":
         return export_results(ctx, job, message)
     return attempt_callback(ctx, job, message)
-
-
-def reconcile_duplicates(ctx: AppContext, job: JobDocument, end: int) -> str:
-    groups = job_duplicate_groups(ctx.dedup, job)
-    documents: list[Document] = []
-    for number, members in enumerate(groups):
-        for part, start in enumerate(range(0, len(members), GROUP_PART_MEMBERS)):
-            documents.append(
-                DuplicateGroupDocument(
-                    id=duplicate_group_document_id(job.job_id, end, number, part),
-                    jobId=job.job_id,
-                    end=end,
-                    group=number,
-                    part=part,
-                    size=len(members),
-                    members=members[start : start + GROUP_PART_MEMBERS],
-                )
-            )
-    images = sum(len(m) for m in groups)
-    # The summary last: once it exists, every group document it counts does.
-    documents.append(
-        DuplicatesDocument(
-            id=duplicates_document_id(job.job_id), jobId=job.job_id, end=end, groups=len(groups), images=images
-        )
-    )
-    ctx.store.upsert_documents(documents)
-    return f"{len(groups)} duplicate groups, {images} images"
 
 
 def attempt_callback(ctx: AppContext, job: JobDocument, message: FinishMessage) -> str:

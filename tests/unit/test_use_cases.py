@@ -412,16 +412,54 @@ def test_the_roll_up_folds_finished_chunks_into_the_job_and_ends_it(stack: Stack
     assert (again.changes, again.jobs_changed, again.jobs_updated) == (0, 0, 0)
 
 
-def test_a_finished_job_with_dedup_asks_for_reconciliation(stack: Stack) -> None:
-    job_id = stack.submit({"blobs": [stack.original("d.png", 1)], "options": {"analyses": ["hashes", "dedup"]}})
-    (message,) = stack.bus.take(HIGH.express_queue_name)
-    process_chunk(stack.ctx, message.body)
+def test_a_finished_job_of_several_chunks_with_dedup_asks_for_reconciliation(stack: Stack) -> None:
+    refs = [stack.original(f"d{i}.png", 40 * i) for i in range(4)]
+    job_id = stack.submit({"blobs": refs, "options": {"analyses": ["hashes", "dedup"]}})
+    for message in stack.bus.take(HIGH.queue_name):
+        process_chunk(stack.ctx, message.body)
 
     report = roll_up_status(stack.ctx)
 
     assert report.jobs_finished == [job_id] and report.follow_ups_sent == 1
     (follow_up,) = stack.bus.messages(FINISH_QUEUE)
     assert follow_up.message_id == f"{job_id}.reconcile.1"
+    assert stack.job(job_id).duplicates.state == "pending"
+
+
+def test_a_one_chunk_job_reconciles_its_own_duplicates_and_ends_with_them_in_one_tick(stack: Stack) -> None:
+    options = {"analyses": ["hashes", "dedup"]}
+    first = stack.submit({"blobs": [stack.original("same.png", 5)], "options": options})
+    process_chunk(stack.ctx, stack.bus.take(HIGH.express_queue_name)[0].body)
+    assert roll_up_status(stack.ctx).jobs_finished == [first]
+    job_id = stack.submit({"blobs": [stack.original("same-again.png", 5)], "options": options})
+    (message,) = stack.bus.take(HIGH.express_queue_name)
+    process_chunk(stack.ctx, message.body)
+
+    report = roll_up_status(stack.ctx)
+
+    assert report.jobs_finished == [job_id] and report.follow_ups_sent == 0
+    assert stack.bus.messages(FINISH_QUEUE) == []  # no reconcile message for either job
+    job = stack.job(job_id)
+    assert job.state == JobState.SUCCEEDED
+    # The group is whole: the first job's copy is in it.
+    assert (job.duplicates.state, job.duplicates.groups, job.duplicates.images) == ("ready", 1, 2)
+    assert (stack.job(first).duplicates.state, stack.job(first).duplicates.groups) == ("ready", 0)
+
+
+def test_a_one_chunk_job_with_a_callback_sends_the_callback_at_its_end(stack: Stack) -> None:
+    job_id = stack.submit(
+        {
+            "blobs": [stack.original("cb.png", 7)],
+            "options": {"analyses": ["hashes", "dedup"]},
+            "callback_url": "https://hooks.example.com/done",
+        }
+    )
+    process_chunk(stack.ctx, stack.bus.take(HIGH.express_queue_name)[0].body)
+
+    roll_up_status(stack.ctx)
+
+    (follow_up,) = stack.bus.messages(FINISH_QUEUE)
+    assert follow_up.message_id == f"{job_id}.callback.1"
 
 
 def test_idle_jobs_cost_the_roll_up_nothing(stack: Stack) -> None:
