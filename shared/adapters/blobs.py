@@ -18,8 +18,8 @@ from azure.storage.blob import (
     generate_blob_sas,
 )
 
-from shared.adapters.emulator_transport import proxies_configured
 from shared.adapters.identity import azure_credential
+from shared.adapters.proxies import proxies_configured
 from shared.config import ALL_CONTAINERS, Settings
 
 # A SAS starts a little in the past: the storage service refuses a token whose start is ahead of its own clock.

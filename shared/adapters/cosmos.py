@@ -15,8 +15,9 @@ from typing import Protocol
 from azure.core.pipeline.transport import RequestsTransport
 from azure.cosmos import ContainerProxy, CosmosClient, DatabaseProxy, PartitionKey
 
-from shared.adapters.emulator_transport import emulator_transport, proxies_configured
+from shared.adapters.emulator_transport import emulator_transport
 from shared.adapters.identity import azure_credential
+from shared.adapters.proxies import proxies_configured
 from shared.config import COSMOS_CONTAINERS, Settings
 from shared.thread_resources import PerThread
 

@@ -9,7 +9,6 @@ pool, removes that. Certificates are not checked: emulator endpoints only (Setti
 from __future__ import annotations
 
 import ssl
-import urllib.request
 from functools import cache
 from typing import Any
 
@@ -17,6 +16,8 @@ import requests
 import urllib3
 from azure.core.pipeline.transport import RequestsTransport
 from requests.adapters import HTTPAdapter
+
+from shared.adapters.proxies import proxies_configured
 
 
 class _ReusedContextAdapter(HTTPAdapter):
@@ -39,17 +40,6 @@ def emulator_transport() -> RequestsTransport:
     # Unverified on purpose (see above); said at every client construction, as warning filters can be reset.
     urllib3.disable_warnings(urllib3.exceptions.InsecureRequestWarning)
     return _shared_transport()
-
-
-@cache
-def proxies_configured() -> bool:
-    """Whether the environment names an HTTP proxy, decided once per process.
-
-    With `trust_env` on (azure-core's default, `use_env_settings=True`), requests re-reads every proxy variable and
-    looks for a ~/.netrc on every call: ~0.15 ms of CPU a Cosmos call measured here, more in a Functions worker's
-    large environment, and tens of calls a job. The SDKs authenticate with their own policies (netrc is never
-    wanted), so the environment is only worth reading per call when it names a proxy."""
-    return bool(urllib.request.getproxies())
 
 
 @cache
