@@ -42,12 +42,13 @@ def update(
     store: VersionedStore,
     key: str,
     change: Callable[[dict[str, Any] | None], tuple[dict[str, Any] | None, T]],
-    attempts: int = 8,
+    attempts: int = 12,
 ) -> T:
     """Applies `change` to the current document (None if there is none) and writes what it returns, unless it
     returns None for the document (nothing to write); a conflict re-reads and re-applies after a short random pause
     (writers that collided once would otherwise collide again). Returns `change`'s answer. Raises Contended after
-    `attempts` lost races."""
+    `attempts` lost races: twelve, waiting at most about half a second in all, because four processes on two busy
+    cores lost eight in a row (a quota check that gives up answers 503, so holding out longer is worth it)."""
     with _stripe(key):
         for attempt in range(attempts):
             if attempt:

@@ -13,6 +13,7 @@ from shared.adapters.cosmos import make_cosmos_client, provision_local
 from shared.adapters.limits_store import CosmosLimitsStore
 from shared.config import Settings
 from shared.limits.bucket import BucketLimits, SharedBuckets
+from shared.limits.versioned import Contended
 
 BURST = 30
 LIMITS = BucketLimits(rate=0.001, burst=BURST)  # nothing comes back during the test
@@ -27,10 +28,17 @@ def _store(env: dict[str, str]) -> CosmosLimitsStore:
     return CosmosLimitsStore(make_cosmos_client(settings).get_database_client(settings.cosmos_database))
 
 
-def _take_many(env: dict[str, str], key: str, times: int) -> int:
-    """One worker process: its own client, `times` takes one after another; returns the tokens it was granted."""
+def _take_many(env: dict[str, str], key: str, times: int) -> tuple[int, int]:
+    """One worker process: its own client, `times` takes one after another; returns the tokens it was granted and
+    how many takes lost every race (Contended: nothing granted, nothing written; callers decide what that means)."""
     buckets = SharedBuckets(_store(env))
-    return sum(buckets.take(key, LIMITS).granted for _ in range(times))
+    granted = contended = 0
+    for _ in range(times):
+        try:
+            granted += buckets.take(key, LIMITS).granted
+        except Contended:
+            contended += 1
+    return granted, contended
 
 
 @pytest.mark.stack
@@ -40,9 +48,15 @@ def test_processes_taking_at_once_never_get_more_than_the_bucket(storage_stack: 
     provision_local(make_cosmos_client(settings), settings)
     key = "api:tconcurrent"
     with ProcessPoolExecutor(max_workers=4, mp_context=multiprocessing.get_context("spawn")) as pool:
-        granted = list(pool.map(_take_many, [env] * 4, [key] * 4, [15] * 4))
-    assert sum(granted) == BURST, granted  # 60 asked for, 30 there: not one more, not one lost to a race
-    assert SharedBuckets(_store(env)).peek(key, LIMITS) < 1.0
+        results = list(pool.map(_take_many, [env] * 4, [key] * 4, [15] * 4))
+    granted = sum(got for got, _ in results)
+    contended = sum(lost for _, lost in results)
+    left = SharedBuckets(_store(env)).peek(key, LIMITS)
+    assert granted <= BURST, results  # 60 asked for, 30 there: not one more
+    # Not one token lost to a race: what was handed out and what is left add up to the bucket (plus the trickle the
+    # rate refills over the test's seconds).
+    assert BURST <= granted + left < BURST + 0.1, (results, left)
+    assert contended <= 6, results  # losing every race is rare: the pause between attempts spreads writers out
 
 
 @pytest.mark.stack
