@@ -147,6 +147,9 @@ class DuplicateService:
                 continue
             probe = self._scheme.probe(hashes.phash, hashes.phash_mirror)
             refs.update(c.ref for c in self._store.find_band_candidates(tenant_id, self._scheme.name, probe))
+        # Each image is its own band candidate: the job's entries are in hand, so only the others are read (a job
+        # whose images met nothing, most one-image jobs, reads nothing more).
+        refs.difference_update(entry.ref for entry in job_entries)
         return self._store.entries_by_ref(tenant_id, refs) if refs else ()
 
     def _connect_missed_pairs(self, tenant_id: str, graph: _Graph, job_nodes: list[int]) -> None:

@@ -351,6 +351,29 @@ def test_a_small_jobs_reconcile_repeats_its_look_ups_instead_of_reading_the_tena
     assert counting.window_reads == 0 and counting.look_ups == 1
 
 
+class _RefReadCountingStore(_CountingStore):
+    """Counts the entries asked for by reference too."""
+
+    refs_read = 0
+
+    def entries_by_ref(self, tenant_id: str, refs: Collection[LibraryImage]) -> Iterator[IndexEntry]:
+        self.refs_read += len(refs)
+        return self._inner.entries_by_ref(tenant_id, refs)
+
+
+def test_a_small_job_whose_images_met_nothing_reads_no_entry_again(store: DuplicateIndexStore) -> None:
+    tenant, rng = _tenant(), random.Random(9)
+    counting = _RefReadCountingStore(store)
+    service = DuplicateService(counting)
+    _Image(rng).register(service, tenant, "earlier-job", "0")
+    _Image(rng).register(service, tenant, "job", "0")  # unrelated to the earlier image
+    counting.look_ups = counting.refs_read = 0
+
+    assert service.reconcile_job(tenant, "job", racing_since=time.time() - 60) == []
+    assert counting.look_ups == 1, "the racing look-up is repeated"
+    assert counting.refs_read == 0, "the image found itself only, and it is in hand already"
+
+
 def test_entries_written_since_splits_at_the_write_time(store: DuplicateIndexStore) -> None:
     tenant = _tenant()
     store.put_entry(tenant, IndexEntry(ref=LibraryImage(job_id="j", image_id="old"), sha256="1" * 64))
