@@ -71,6 +71,10 @@ def _entry_document(tenant_id: str, entry: IndexEntry) -> dict[str, Any]:
     return document
 
 
+# What comparing a band candidate needs: its matches and group keys can be long, and a registration has no use for them.
+_COMPARISON_FIELDS = "c.jobId, c.imageId, c.sha256, c.phash, c.dhash, c.phashMirror, c.bands, c.bandScheme"
+
+
 def _entry_from_document(document: dict[str, Any]) -> IndexEntry:
     return IndexEntry(
         ref=LibraryImage(job_id=document["jobId"], image_id=document["imageId"]),
@@ -141,7 +145,7 @@ class CosmosDuplicateIndexStore:
         self._container.patch_item(_entry_id(ref), partition_key=tenant_id, patch_operations=operations)
 
     def find_band_candidates(
-        self, tenant_id: str, band_scheme: str, probe: Sequence[frozenset[int]]
+        self, tenant_id: str, band_scheme: str, probe: Sequence[frozenset[int]], *, whole: bool = False
     ) -> list[IndexEntry]:
         parameters: list[dict[str, Any]] = [
             {"name": "@tenant", "value": tenant_id},
@@ -157,7 +161,7 @@ class CosmosDuplicateIndexStore:
         if not clauses:
             return []
         query = (
-            "SELECT c.jobId, c.imageId, c.sha256, c.phash, c.dhash, c.phashMirror, c.bands, c.bandScheme "
+            f"SELECT {'*' if whole else _COMPARISON_FIELDS} "
             "FROM c WHERE c.tenantId = @tenant AND c.kind = 'image' AND c.bandScheme = @scheme "
             f"AND ({' OR '.join(clauses)})"
         )

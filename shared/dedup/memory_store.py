@@ -83,7 +83,7 @@ class InMemoryDuplicateIndexStore:
                 tenant.written_at[ref] = time.time()
 
     def find_band_candidates(
-        self, tenant_id: str, band_scheme: str, probe: Sequence[frozenset[int]]
+        self, tenant_id: str, band_scheme: str, probe: Sequence[frozenset[int]], *, whole: bool = False
     ) -> list[IndexEntry]:
         with self._lock:
             tenant = self._tenants[tenant_id]

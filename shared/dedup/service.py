@@ -135,22 +135,20 @@ class DuplicateService:
         self, tenant_id: str, job_entries: list[IndexEntry], racing_since: float | None
     ) -> Iterable[IndexEntry]:
         """The entries step 1 matches the job's entries against. A small job repeats its images' band look-ups
-        (a query by key each, then the candidates read whole): its cost follows the job, whereas the window of
+        (a query by key each, reading the candidates whole): its cost follows the job, whereas the window of
         entries written since the job started follows the tenant's traffic (a thousand one-image jobs submitted at
         once would each read all thousand). A large job reads the window once instead of a query an image."""
         if len(job_entries) > SMALL_JOB_LOOK_UPS:
             return self._store.entries_written_since(tenant_id, racing_since)
-        refs: set[LibraryImage] = set()
+        found: dict[LibraryImage, IndexEntry] = {}
         for entry in job_entries:
             hashes = entry.perceptual()
             if hashes is None or not entry.bands:  # nothing to look up, or an exact duplicate (its holder stands in)
                 continue
             probe = self._scheme.probe(hashes.phash, hashes.phash_mirror)
-            refs.update(c.ref for c in self._store.find_band_candidates(tenant_id, self._scheme.name, probe))
-        # Each image is its own band candidate: the job's entries are in hand, so only the others are read (a job
-        # whose images met nothing, most one-image jobs, reads nothing more).
-        refs.difference_update(entry.ref for entry in job_entries)
-        return self._store.entries_by_ref(tenant_id, refs) if refs else ()
+            for candidate in self._store.find_band_candidates(tenant_id, self._scheme.name, probe, whole=True):
+                found[candidate.ref] = candidate
+        return found.values()
 
     def _connect_missed_pairs(self, tenant_id: str, graph: _Graph, job_nodes: list[int]) -> None:
         """Step 1 of reconcile_job: every near pair between a job entry and an entry of the window, in memory."""

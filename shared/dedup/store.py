@@ -24,9 +24,11 @@ class DuplicateIndexStore(Protocol):
         ...
 
     def find_band_candidates(
-        self, tenant_id: str, band_scheme: str, probe: Sequence[frozenset[int]]
+        self, tenant_id: str, band_scheme: str, probe: Sequence[frozenset[int]], *, whole: bool = False
     ) -> list[IndexEntry]:
-        """Entries of the scheme with, for some band i, a value in probe[i]. Look-ups by key, never a scan."""
+        """Entries of the scheme with, for some band i, a value in probe[i]. Look-ups by key, never a scan. Only
+        what a comparison needs (hashes, bands), unless `whole`: then matches and group keys too, which a
+        reconciliation follows."""
         ...
 
     def job_entries(self, tenant_id: str, job_id: str, *, matched_only: bool = False) -> Iterator[IndexEntry]:

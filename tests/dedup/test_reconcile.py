@@ -64,9 +64,9 @@ class _WriteCounting:
         self._inner.set_matches(tenant_id, ref, matches)
 
     def find_band_candidates(
-        self, tenant_id: str, band_scheme: str, probe: Sequence[frozenset[int]]
+        self, tenant_id: str, band_scheme: str, probe: Sequence[frozenset[int]], *, whole: bool = False
     ) -> list[IndexEntry]:
-        return self._inner.find_band_candidates(tenant_id, band_scheme, probe)
+        return self._inner.find_band_candidates(tenant_id, band_scheme, probe, whole=whole)
 
     def job_entries(self, tenant_id: str, job_id: str, *, matched_only: bool = False) -> Iterator[IndexEntry]:
         return self._inner.job_entries(tenant_id, job_id, matched_only=matched_only)

@@ -118,6 +118,22 @@ def test_band_candidates_are_exactly_the_entries_sharing_a_probed_band_value(sto
     assert found == ["a", "b"]
 
 
+def test_band_candidates_asked_whole_carry_their_matches_and_group_keys(store: DuplicateIndexStore) -> None:
+    tenant = _tenant()
+    entry = IndexEntry(ref=LibraryImage(job_id="j", image_id="a"), sha256="a" * 64, bands=(1, 2, 3, 4))
+    entry.band_scheme = "4x64"
+    entry.matches = [Match(ref=LibraryImage(job_id="k", image_id="b"), kind=MatchKind.EXACT)]
+    store.put_entry(tenant, entry)
+    store.add_group_key(tenant, "group-key", [entry.ref])
+    probe: tuple[frozenset[int], ...] = (frozenset({1}), frozenset(), frozenset(), frozenset())
+
+    [whole] = store.find_band_candidates(tenant, "4x64", probe, whole=True)
+    [compared] = store.find_band_candidates(tenant, "4x64", probe)
+
+    assert whole.matches == entry.matches and whole.group_keys == ("group-key",)
+    assert (compared.sha256, compared.bands, compared.band_scheme) == ("a" * 64, (1, 2, 3, 4), "4x64")
+
+
 def test_hundreds_of_candidates_and_job_entries_come_back_in_full(store: DuplicateIndexStore) -> None:
     tenant = _tenant()
     for index in range(250):
@@ -257,7 +273,7 @@ class _BlindStore:
         self._inner.set_matches(tenant_id, ref, matches)
 
     def find_band_candidates(
-        self, tenant_id: str, band_scheme: str, probe: Sequence[frozenset[int]]
+        self, tenant_id: str, band_scheme: str, probe: Sequence[frozenset[int]], *, whole: bool = False
     ) -> list[IndexEntry]:
         return []
 
@@ -283,10 +299,10 @@ class _CountingStore(_BlindStore):
     look_ups = 0
 
     def find_band_candidates(
-        self, tenant_id: str, band_scheme: str, probe: Sequence[frozenset[int]]
+        self, tenant_id: str, band_scheme: str, probe: Sequence[frozenset[int]], *, whole: bool = False
     ) -> list[IndexEntry]:
         self.look_ups += 1
-        return self._inner.find_band_candidates(tenant_id, band_scheme, probe)
+        return self._inner.find_band_candidates(tenant_id, band_scheme, probe, whole=whole)
 
 
 class _WindowCountingStore(_CountingStore):
@@ -361,17 +377,20 @@ class _RefReadCountingStore(_CountingStore):
         return self._inner.entries_by_ref(tenant_id, refs)
 
 
-def test_a_small_job_whose_images_met_nothing_reads_no_entry_again(store: DuplicateIndexStore) -> None:
-    tenant, rng = _tenant(), random.Random(9)
+def test_a_small_jobs_look_up_reads_its_candidates_whole_and_nothing_again(store: DuplicateIndexStore) -> None:
+    tenant, rng, started = _tenant(), random.Random(9), time.time()
+    racing = DuplicateService(_BlindStore(store))  # registrations that saw nothing of each other
+    original = _Image(rng)
+    original.register(racing, tenant, "earlier-job", "0")
+    original.near_copy(rng).register(racing, tenant, "job", "0")
+    _Image(rng).register(racing, tenant, "job", "1")  # met nothing
     counting = _RefReadCountingStore(store)
-    service = DuplicateService(counting)
-    _Image(rng).register(service, tenant, "earlier-job", "0")
-    _Image(rng).register(service, tenant, "job", "0")  # unrelated to the earlier image
-    counting.look_ups = counting.refs_read = 0
 
-    assert service.reconcile_job(tenant, "job", racing_since=time.time() - 60) == []
-    assert counting.look_ups == 1, "the racing look-up is repeated"
-    assert counting.refs_read == 0, "the image found itself only, and it is in hand already"
+    groups = DuplicateService(counting).reconcile_job(tenant, "job", racing_since=started - 1)
+
+    assert _member_keys(groups) == [["earlier-job/0", "job/0"]]
+    assert counting.look_ups == 2, "the racing look-ups are repeated, one an image"
+    assert counting.refs_read == 0, "the look-ups brought the candidates whole: none is read a second time"
 
 
 def test_entries_written_since_splits_at_the_write_time(store: DuplicateIndexStore) -> None:
