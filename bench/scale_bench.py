@@ -697,7 +697,7 @@ def measure_baseline(label: str, urls: list[str], env: dict[str, str], options: 
 def functions_host(env: dict[str, str], log_path: Path) -> Iterator[str]:
     port = StackPorts.free().blob
     host = start_functions_host(env, port, log_path)
-    CPU_ROOTS["app (host, workers, pipeline children)"] = host.pid
+    CPU_ROOTS[APP] = host.pid
     try:
         yield f"http://127.0.0.1:{port}"
     finally:
@@ -707,6 +707,8 @@ def functions_host(env: dict[str, str], log_path: Path) -> Iterator[str]:
 # Process trees whose CPU time each scenario reports: the emulators, the app, and this process (its submitting and
 # polling clients and the image servers).
 CPU_ROOTS: dict[str, int] = {}
+APP = "app (host, workers, pipeline children)"
+APP_LEVELS = ("of which the host", "workers", "pipeline children")
 
 
 def _process_table() -> dict[int, tuple[int, float]]:
@@ -732,16 +734,23 @@ def cpu_snapshot() -> dict[str, float]:
 
     roots = set(CPU_ROOTS.values())
 
-    def tree(root: int) -> float:
-        """The root's CPU and its descendants', but not another root's tree (this process started them all)."""
-        total, todo = 0.0, [root]
+    def tree(root: int) -> list[float]:
+        """The CPU of the root, of its children, of their children...: its whole tree level by level, but not
+        another root's tree (this process started them all)."""
+        levels: list[float] = []
+        todo = [root]
         while todo:
-            pid = todo.pop()
-            total += table.get(pid, (0, 0.0))[1]
-            todo.extend(child for child in children.get(pid, ()) if child not in roots)
-        return total
+            levels.append(sum(table.get(pid, (0, 0.0))[1] for pid in todo))
+            todo = [child for pid in todo for child in children.get(pid, ()) if child not in roots]
+        return levels
 
-    snapshot = {name: tree(pid) for name, pid in CPU_ROOTS.items()}
+    snapshot = {}
+    for name, pid in CPU_ROOTS.items():
+        levels = tree(pid)
+        snapshot[name] = sum(levels)
+        if name == APP:  # split as it runs: the host, its worker processes, their pipeline children
+            host, workers, *pipeline = [*levels, 0.0, 0.0]
+            snapshot.update(zip(APP_LEVELS, (host, workers, sum(pipeline)), strict=True))
     fields = Path("/proc/stat").read_text().splitlines()[0].split()[1:]
     snapshot["idle"] = (int(fields[3]) + int(fields[4])) / os.sysconf("SC_CLK_TCK")  # idle + iowait
     return snapshot
