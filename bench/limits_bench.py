@@ -8,7 +8,10 @@ Starts its own Azurite and Cosmos emulator on free ports and times, in this proc
   replace; a refused call: one read), in milliseconds and Cosmos requests per call;
 - the same from `--threads` threads at once on one tenant's bucket (threads of a process take turns), and from as
   many processes at once (each its own client, as instances are: etag conflicts re-read and retry);
-- a host's shared rate bucket taken a lease at a time (FETCH_HOST_RATE_LEASE), in Cosmos requests per fetch.
+- a host's shared rate bucket taken a lease at a time (FETCH_HOST_RATE_LEASE), in Cosmos requests per fetch;
+- the active-jobs quota at its cap: a tenant whose list holds `--active` unfinished one-image jobs submits from
+  `--threads` processes at once; each submission looks the listed jobs up and is refused (job-store requests and
+  milliseconds per submission).
 Prints figures, asserts nothing; one run on a noisy 2-core machine (the emulator's CPU is in the figures).
 """
 
@@ -23,11 +26,14 @@ from concurrent.futures import ProcessPoolExecutor, ThreadPoolExecutor
 from pathlib import Path
 
 from devstack.stack import LocalStack, StackPorts, provision_app_stores
+from shared.adapters.job_store import CosmosJobStore
 from shared.adapters.limits_store import CosmosLimitsStore
 from shared.config import Settings
-from shared.errors import RateLimited
+from shared.errors import QuotaExceeded, RateLimited
 from shared.limits.api_rate import check_api_rate
-from shared.models import TenantDocument, utcnow
+from shared.limits.quotas import day, reserve
+from shared.messages import usage_key
+from shared.models import JobDocument, JobOptions, Lane, TenantDocument, utcnow
 from shared.polite_fetch import HostGate, PolitePolicy
 from shared.services.context import AppContext
 
@@ -69,6 +75,39 @@ def _process_calls(env: dict[str, str], tenant_id: str, calls: int) -> tuple[lis
     return (*_timed_calls(ctx, _tenant(tenant_id, "new"), calls), len(CONTENDED))
 
 
+def _quota_calls(env: dict[str, str], tenant_id: str, active: int, calls: int) -> tuple[list[float], int, int]:
+    """One process submitting to a tenant at its active-jobs cap: ms per submission, refusals, job-store requests."""
+    ctx = AppContext.from_settings(Settings.from_env(env))
+    store = ctx.store
+    assert isinstance(store, CosmosJobStore)
+    before, times, refused = 0, [], 0
+    for index in range(calls + 1):  # the first is not timed: a process's first connection and first query plan
+        if index == 1:
+            before = store.requests
+        started = time.perf_counter()
+        try:
+            reserve(ctx.limits, store, (active, 0), tenant_id, f"jnew{index}", 1)
+        except QuotaExceeded:
+            refused += 1 if index else 0
+        if index:
+            times.append((time.perf_counter() - started) * 1000)
+    return times, refused, store.requests - before
+
+
+def _fill_active_jobs(ctx: AppContext, tenant_id: str, active: int) -> None:
+    """`active` one-image jobs of the tenant, submitted and not processed yet, listed as its active jobs."""
+    ids = [f"jq{tenant_id}{index:05d}" for index in range(active)]
+    for job_id in ids:
+        ctx.store.create_job(
+            JobDocument(
+                id=job_id, jobId=job_id, tenantId=tenant_id, lane=Lane("standard"), concurrency=1, source="upload",
+                options=JobOptions(), created_at=utcnow(), total_images=1, total_chunks=1,
+            )
+        )  # fmt: skip
+    usage = {"type": "usage", "active_jobs": ids, "day": day(utcnow()), "images_today": 0}
+    assert ctx.limits.create(usage_key(tenant_id), usage)
+
+
 def _summary(label: str, times: list[float], refused: int, requests: int) -> str:
     p95 = statistics.quantiles(times, n=20)[-1]
     return (
@@ -81,18 +120,19 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--calls", type=int, default=500)
     parser.add_argument("--threads", type=int, default=4)
+    parser.add_argument("--active", type=int, default=100, help="the quota's cap (enterprise's default: 100)")
     args = parser.parse_args()
 
     with tempfile.TemporaryDirectory() as data:
         stack = LocalStack(Path(data), StackPorts.free())
         stack.start(services=("azurite", "cosmos"))
         try:
-            _measure(stack, args.calls, args.threads)
+            _measure(stack, args.calls, args.threads, args.active)
         finally:
             stack.stop()
 
 
-def _measure(stack: LocalStack, calls: int, threads: int) -> None:
+def _measure(stack: LocalStack, calls: int, threads: int, active: int) -> None:
     env = {
         **stack.settings_env(),
         "TIER_API_RATE": "new=100000,enterprise=100000,free=5",
@@ -145,6 +185,16 @@ def _measure(stack: LocalStack, calls: int, threads: int) -> None:
         f"{'host rate, lease of 10, one process':<52} {per_fetch:6.2f} ms/fetch  "
         f"{(_limits_requests(ctx) - before) / calls:4.2f} Cosmos requests/fetch"
     )
+
+    _fill_active_jobs(ctx, "tcap", active)
+    each = [max(1, calls // 10 // threads)] * threads  # slow when each one reads the whole list: keep the run short
+    with ProcessPoolExecutor(max_workers=threads, mp_context=multiprocessing.get_context("spawn")) as processes:
+        list(processes.map(int, range(threads)))
+        quota_runs = list(processes.map(_quota_calls, [env] * threads, ["tcap"] * threads, [active] * threads, each))
+    times = [t for r in quota_runs for t in r[0]]
+    label = f"active-jobs quota at its cap of {active}, {threads} processes"
+    summary = _summary(label, times, sum(r[1] for r in quota_runs), sum(r[2] for r in quota_runs))
+    print(summary.replace("Cosmos requests/call", "job-store requests/call"))
 
 
 if __name__ == "__main__":

@@ -142,6 +142,7 @@ class JobStorePort(Protocol):
     def upsert_expansion(self, doc: ExpansionDocument) -> None: ...
 
     def get_chunk(self, job_id: str, chunk: int) -> ChunkDocument | None: ...
+    def get_first_chunks(self, job_ids: list[str]) -> dict[str, ChunkDocument]: ...
     def upsert_chunk(self, doc: ChunkDocument) -> None: ...
     def finished_chunks_since(self, job_id: str, since_epoch: float) -> list[ChunkDocument]: ...
 
@@ -381,6 +382,14 @@ class CosmosJobStore:
     def get_chunk(self, job_id: str, chunk: int) -> ChunkDocument | None:
         raw = self._read(chunk_document_id(job_id, chunk), job_id)
         return None if raw is None else ChunkDocument.model_validate(raw)
+
+    def get_first_chunks(self, job_ids: list[str]) -> dict[str, ChunkDocument]:
+        """Chunk 0's record of each of these jobs that has one, by job id, in one call (read-many, as get_jobs)."""
+        if not job_ids:
+            return {}
+        self._count()
+        rows = self._jobs.read_items([(chunk_document_id(job_id, 0), [job_id, 0]) for job_id in job_ids])
+        return {str(r["jobId"]): ChunkDocument.model_validate(r) for r in rows if r.get("type") == "chunk"}
 
     def upsert_chunk(self, doc: ChunkDocument) -> None:
         self._upsert(doc)

@@ -238,6 +238,13 @@ class InMemoryJobStore:
         raw = self._get(chunk_document_id(job_id, chunk))
         return None if raw is None else ChunkDocument.model_validate(raw)
 
+    def get_first_chunks(self, job_ids: list[str]) -> dict[str, ChunkDocument]:
+        if not job_ids:
+            return {}
+        wanted = {chunk_document_id(job_id, 0) for job_id in job_ids}
+        rows = self._select(lambda d: d["id"] in wanted and d.get("type") == "chunk")
+        return {str(r["jobId"]): ChunkDocument.model_validate(r) for r in rows}
+
     def upsert_chunk(self, doc: ChunkDocument) -> None:
         self._put(doc)
 

@@ -2,8 +2,11 @@
 
 Each tenant's use is one document (`usage:<tenant>` in the Cosmos `limits` container): the ids of its active jobs
 and the day's image count, updated at submission by an etag-guarded read-modify-write. Finished jobs are not
-removed by whoever finishes them: when the list is full, the listed jobs are looked up (point reads, at most the
-quota's size) and those finished or gone are dropped, so the count heals itself whatever failed in between.
+removed by whoever finishes them: when the list is full, the listed jobs are looked up (two reads in all, whatever
+the quota's size: the job documents, then the chunk records of one-chunk jobs, each read-many) and those finished or
+gone are dropped, so the count heals itself whatever failed in between. A submission looks each job up at most once,
+however many etag races it loses: the reads sit between the read and the write of the usage document, and a submission
+that re-read a hundred jobs on every attempt kept losing to the others (seconds a call, then a 503).
 
 A refusal is a `quota_exceeded` (QuotaExceeded, with when to retry) whose details name the quota, its limit, the
 use and when it resets.
@@ -17,15 +20,13 @@ import logging
 import math
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-from functools import partial
 from typing import Any, Protocol
 
-from shared.adapters.job_store import VersionedJob
 from shared.errors import QuotaExceeded, Unavailable
 from shared.limits.versioned import Contended, VersionedStore, update
 from shared.messages import usage_key
-from shared.models import ChunkDocument, utcnow
-from shared.progress import as_seen
+from shared.models import ChunkDocument, JobDocument, utcnow
+from shared.progress import as_seen_all
 
 log = logging.getLogger(__name__)
 
@@ -35,9 +36,9 @@ ACTIVE_JOBS_RETRY_AFTER_SECONDS = 30  # a hint only: the quota frees up when one
 class JobLookup(Protocol):
     """The reads of the job store the active-jobs quota needs."""
 
-    def get_job(self, job_id: str) -> VersionedJob | None: ...
+    def get_jobs(self, job_ids: list[str]) -> dict[str, JobDocument]: ...
 
-    def get_chunk(self, job_id: str, chunk: int) -> ChunkDocument | None: ...
+    def get_first_chunks(self, job_ids: list[str]) -> dict[str, ChunkDocument]: ...
 
 
 def day(now: datetime) -> str:
@@ -82,13 +83,8 @@ class Refusal:
 def still_active(jobs: JobLookup, job_ids: list[str]) -> list[str]:
     """The jobs among these not finished, as a status read shows them (`as_seen`: a one-chunk job whose chunk is
     done has finished, and a tenant told so may submit again)."""
-    active = []
-    now = utcnow()
-    for job_id in job_ids:
-        found = jobs.get_job(job_id)
-        if found is not None and not as_seen(found.job, partial(jobs.get_chunk, job_id, 0), now).state.terminal:
-            active.append(job_id)
-    return active
+    seen = as_seen_all(jobs.get_jobs(job_ids), jobs.get_first_chunks, utcnow())
+    return [job_id for job_id in job_ids if job_id in seen and not seen[job_id].state.terminal]
 
 
 def current_use(doc: dict[str, Any] | None, today: str) -> tuple[list[str], int]:
@@ -111,6 +107,14 @@ def reserve(
     max_active, max_daily = quotas
     if not max_active and not max_daily:
         return
+    active_now: dict[str, bool] = {}  # listed job -> still active, looked up once whatever the attempts
+
+    def prune(active: list[str]) -> list[str]:
+        unknown = [job_id for job_id in active if job_id not in active_now]
+        if unknown:
+            still = set(still_active(jobs, unknown))
+            active_now.update((job_id, job_id in still) for job_id in unknown)
+        return [job_id for job_id in active if active_now[job_id]]
 
     def change(doc: dict[str, Any] | None) -> tuple[dict[str, Any] | None, Refusal | None]:
         now = utcnow()
@@ -118,7 +122,7 @@ def reserve(
         active, used = current_use(doc, today)
         pruned = active
         if max_active and len(active) >= max_active:
-            pruned = still_active(jobs, active)
+            pruned = prune(active)
         refusal: Refusal | None = None
         if max_active and len(pruned) >= max_active:
             refusal = Refusal("active_jobs", max_active, len(pruned), None, None, ACTIVE_JOBS_RETRY_AFTER_SECONDS)

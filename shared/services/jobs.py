@@ -83,7 +83,7 @@ from shared.planning import (
     lane_for,
     new_job_id,
 )
-from shared.progress import as_seen
+from shared.progress import as_seen, as_seen_all
 from shared.services.context import AppContext
 from shared.tracing import submit_span
 from shared.views import SignRead, image_result_item, job_entry, job_status
@@ -427,7 +427,7 @@ def list_jobs(
         continuation,
         lambda t: ctx.store.page_job_entries(tenant.tenant_id, wanted, after, before, size, t),
     )
-    jobs = {job_id: _as_seen(ctx, job) for job_id, job in ctx.store.get_jobs(ids).items()}
+    jobs = as_seen_all(ctx.store.get_jobs(ids), ctx.store.get_first_chunks, utcnow())
     # The entry's state can trail the job's by a roll-up: the job document (as a status read shows it) decides.
     shown = [jobs[i] for i in ids if i in jobs and (wanted is None or jobs[i].state.value in wanted)]
     return JobPage(items=[job_status(j) for j in shown], continuation=encode_continuation(scope, token))

@@ -12,7 +12,7 @@ import pytest
 
 from devstack.stack import LocalStack
 from shared.adapters.blobs import BlobNotFound, BlobStore, BlobStorePort, BlobTooLarge
-from shared.adapters.job_store import CosmosJobStore, JobStorePort
+from shared.adapters.job_store import CosmosJobStore, JobStorePort, RequestMeter
 from shared.adapters.memory_blobs import InMemoryBlobStore
 from shared.adapters.memory_job_store import InMemoryJobStore
 from shared.config import MANIFESTS_CONTAINER, Lane, Settings
@@ -95,6 +95,24 @@ def test_replacing_a_job_is_guarded_by_the_etag_it_was_read_with(job_store: JobS
     after = job_store.get_job(job_id)
     assert after is not None and after[0].cancel_requested and after[0].total_images == 5
     assert job_store.get_job(_new_id()) is None and not job_store.patch_job(_new_id(), {"cancel_requested": True})
+
+
+def test_first_chunks_of_many_jobs_come_in_one_read(job_store: JobStorePort) -> None:
+    with_chunk, second_only, without = _new_id(), _new_id(), _new_id()
+    for job_id in (with_chunk, second_only, without):
+        job_store.create_job(_job(job_id))
+    job_store.upsert_chunk(_chunk(with_chunk, 0, succeeded=2))
+    job_store.upsert_chunk(_chunk(with_chunk, 1))
+    job_store.upsert_chunk(_chunk(second_only, 1))
+    meter = RequestMeter()
+
+    with job_store.metered(meter):
+        found = job_store.get_first_chunks([with_chunk, second_only, without, _new_id()])
+
+    assert meter.count == 1
+    assert list(found) == [with_chunk], "chunk 0 only, of the jobs that have one"
+    assert found[with_chunk].chunk == 0 and found[with_chunk].counts.succeeded == 2
+    assert job_store.get_first_chunks([]) == {}
 
 
 def test_results_page_in_index_order_with_a_token_until_the_last_page(job_store: JobStorePort) -> None:

@@ -9,9 +9,14 @@ from typing import Any
 
 import pytest
 
+from shared.adapters.memory_job_store import InMemoryJobStore
+from shared.errors import QuotaExceeded
 from shared.fetch import FetchError, FetchErrorCode
 from shared.limits.bucket import BucketLimits, SharedBuckets
+from shared.limits.quotas import day, reserve
 from shared.limits.versioned import Contended, update
+from shared.messages import chunk_document_id, usage_key
+from shared.models import ChunkDocument, ImageCounts, JobDocument, JobOptions, Lane, utcnow
 from shared.polite_fetch import PolitePolicy, host_key, parse_retry_after, retry_delay
 
 
@@ -95,6 +100,57 @@ def test_a_conflict_is_retried_on_fresh_state_and_gives_up_eventually() -> None:
     store.conflicts_to_inject = 100
     with pytest.raises(Contended):
         update(store, "k", lambda doc: ({"tokens": 0}, None), attempts=3)
+
+
+def _one_image_jobs(store: InMemoryJobStore, count: int, finished: int) -> list[str]:
+    """`count` one-image jobs of tenant t1 as submitted; the chunks of the first `finished` are done."""
+    ids = [f"j{index:04d}" for index in range(count)]
+    for index, job_id in enumerate(ids):
+        store.create_job(
+            JobDocument(
+                id=job_id, jobId=job_id, tenantId="t1", lane=Lane("standard"), concurrency=1, source="upload",
+                options=JobOptions(), created_at=utcnow(), total_images=1, total_chunks=1,
+            )
+        )  # fmt: skip
+        if index < finished:
+            store.upsert_chunk(
+                ChunkDocument(
+                    id=chunk_document_id(job_id, 0), jobId=job_id, chunk=0, state="done", images=1,
+                    counts=ImageCounts(succeeded=1), started_at=utcnow(), finished_at=utcnow(),
+                )
+            )  # fmt: skip
+    return ids
+
+
+def _full_usage(limits: MemoryStore, active: list[str]) -> None:
+    limits.create(usage_key("t1"), {"type": "usage", "active_jobs": active, "day": day(utcnow()), "images_today": 0})
+
+
+def test_a_full_active_jobs_list_is_looked_up_in_two_reads_once_whatever_the_races() -> None:
+    jobs, limits = InMemoryJobStore(), MemoryStore()
+    ids = _one_image_jobs(jobs, 100, finished=10)
+    _full_usage(limits, ids)
+    limits.conflicts_to_inject = 3  # three other submissions wrote the usage document meanwhile
+    before = jobs.requests
+
+    reserve(limits, jobs, (100, 0), "t1", "jnew", 1)
+
+    assert jobs.requests - before == 2, "the job documents and the chunk records, each in one read"
+    found = limits.read(usage_key("t1"))
+    assert found is not None and found[0]["active_jobs"] == [*ids[10:], "jnew"], "the finished ten dropped"
+
+
+def test_a_full_list_of_unfinished_jobs_is_refused_after_two_reads() -> None:
+    jobs, limits = InMemoryJobStore(), MemoryStore()
+    ids = _one_image_jobs(jobs, 100, finished=0)
+    _full_usage(limits, ids)
+    before = jobs.requests
+
+    with pytest.raises(QuotaExceeded) as refused:
+        reserve(limits, jobs, (100, 0), "t1", "jnew", 1)
+
+    assert refused.value.details["quota"] == "active_jobs" and refused.value.details["used"] == 100
+    assert jobs.requests - before == 2
 
 
 def test_zero_rate_means_unlimited_and_costs_nothing() -> None:
