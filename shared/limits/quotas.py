@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import logging
 import math
+from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any, Protocol
@@ -30,7 +31,11 @@ from shared.progress import as_seen_all
 
 log = logging.getLogger(__name__)
 
-ACTIVE_JOBS_RETRY_AFTER_SECONDS = 30  # a hint only: the quota frees up when one of the tenant's jobs finishes
+# Hints only: the active-jobs quota frees up when one of the tenant's jobs finishes, which for a job of a few images
+# (a photo posted on its own) is a matter of seconds, and a client told 30 s would leave the pipeline idle.
+ACTIVE_JOBS_RETRY_AFTER_SECONDS = 30
+SMALL_JOBS_RETRY_AFTER_SECONDS = 2
+SMALL_JOB_IMAGES = 10
 
 
 class JobLookup(Protocol):
@@ -80,11 +85,22 @@ class Refusal:
         return QuotaExceeded("quota_exceeded", message, details, self.retry_after)
 
 
-def still_active(jobs: JobLookup, job_ids: list[str]) -> list[str]:
+def active_documents(jobs: JobLookup, job_ids: list[str]) -> dict[str, JobDocument]:
     """The jobs among these not finished, as a status read shows them (`as_seen`: a one-chunk job whose chunk is
-    done has finished, and a tenant told so may submit again)."""
+    done has finished, and a tenant told so may submit again), by id."""
     seen = as_seen_all(jobs.get_jobs(job_ids), jobs.get_first_chunks, utcnow())
-    return [job_id for job_id in job_ids if job_id in seen and not seen[job_id].state.terminal]
+    return {job_id: seen[job_id] for job_id in job_ids if job_id in seen and not seen[job_id].state.terminal}
+
+
+def still_active(jobs: JobLookup, job_ids: list[str]) -> list[str]:
+    return list(active_documents(jobs, job_ids))
+
+
+def active_jobs_retry_after(active: Iterable[JobDocument]) -> int:
+    """When to try again at the active-jobs cap: soon if one of the active jobs has only a few images."""
+    if any(0 < (job.total_images or 0) <= SMALL_JOB_IMAGES for job in active):  # None: a manifest not expanded yet
+        return SMALL_JOBS_RETRY_AFTER_SECONDS
+    return ACTIVE_JOBS_RETRY_AFTER_SECONDS
 
 
 def current_use(doc: dict[str, Any] | None, today: str) -> tuple[list[str], int]:
@@ -107,14 +123,15 @@ def reserve(
     max_active, max_daily = quotas
     if not max_active and not max_daily:
         return
-    active_now: dict[str, bool] = {}  # listed job -> still active, looked up once whatever the attempts
+    # Listed job -> its document if still active (None if not), looked up once whatever the attempts.
+    active_now: dict[str, JobDocument | None] = {}
 
     def prune(active: list[str]) -> list[str]:
         unknown = [job_id for job_id in active if job_id not in active_now]
         if unknown:
-            still = set(still_active(jobs, unknown))
-            active_now.update((job_id, job_id in still) for job_id in unknown)
-        return [job_id for job_id in active if active_now[job_id]]
+            found = active_documents(jobs, unknown)
+            active_now.update((job_id, found.get(job_id)) for job_id in unknown)
+        return [job_id for job_id in active if active_now[job_id] is not None]
 
     def change(doc: dict[str, Any] | None) -> tuple[dict[str, Any] | None, Refusal | None]:
         now = utcnow()
@@ -125,7 +142,8 @@ def reserve(
             pruned = prune(active)
         refusal: Refusal | None = None
         if max_active and len(pruned) >= max_active:
-            refusal = Refusal("active_jobs", max_active, len(pruned), None, None, ACTIVE_JOBS_RETRY_AFTER_SECONDS)
+            retry = active_jobs_retry_after(job for job_id in pruned if (job := active_now.get(job_id)) is not None)
+            refusal = Refusal("active_jobs", max_active, len(pruned), None, None, retry)
         elif max_daily and (used + (images or 0) > max_daily or (images is None and used >= max_daily)):
             midnight = next_midnight(now)
             wait = max(1, math.ceil((midnight - now).total_seconds()))

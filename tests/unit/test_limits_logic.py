@@ -151,6 +151,20 @@ def test_a_full_list_of_unfinished_jobs_is_refused_after_two_reads() -> None:
 
     assert refused.value.details["quota"] == "active_jobs" and refused.value.details["used"] == 100
     assert jobs.requests - before == 2
+    assert refused.value.details["retry_after"] == 2, "one-image jobs end in seconds: come back soon"
+
+
+def test_at_the_cap_with_only_large_jobs_the_hint_is_to_come_back_later() -> None:
+    jobs, limits = InMemoryJobStore(), MemoryStore()
+    ids = _one_image_jobs(jobs, 3, finished=0)
+    for job_id in ids:
+        assert jobs.patch_job(job_id, {"total_images": 5000, "total_chunks": 10})
+    _full_usage(limits, ids)
+
+    with pytest.raises(QuotaExceeded) as refused:
+        reserve(limits, jobs, (3, 0), "t1", "jnew", 1)
+
+    assert refused.value.details["retry_after"] == 30
 
 
 def test_zero_rate_means_unlimited_and_costs_nothing() -> None:
