@@ -102,6 +102,54 @@ def test_the_emulators_query_compiler_runs_in_one_pass_with_the_same_results() -
     assert all(r["rows"] > 2 for r in results), "every query found something, so the comparison means something"
 
 
+SOURCES_CHECK = r"""
+const { readManySources } = require(process.argv[1]);
+const compile = require("@zeit/cosmosdb-query").default;
+const out = JSON.parse(process.argv[2]).map(text => {
+  const sources = readManySources(compile(text).ast);
+  return sources && sources.map(s => s.name || s.value);
+});
+console.log(JSON.stringify(out));
+"""
+
+
+def test_the_emulator_tells_read_many_queries_by_the_ids_they_name() -> None:
+    # devstack/cosmos_patches.js runs a query that can only return named ids over those documents alone.
+    queries = [
+        "SELECT * FROM c WHERE ( ( c.id = @param_id0 AND c[\"jobId\"] = @param_pk00 AND c[\"bucket\"] = @param_pk01 ) "
+        "OR ( c.id = @param_id1 AND c[\"jobId\"] = @param_pk10 AND c[\"bucket\"] = @param_pk11 ) )",
+        "SELECT * FROM c WHERE c.pk = @pk AND c.id IN (@id1, 'x')",
+        "SELECT * FROM c WHERE c.jobId = @job",
+        "SELECT * FROM c WHERE c.id = @a OR c.type = 'job'",
+        "SELECT * FROM c WHERE NOT (c.id = @a)",
+        "SELECT * FROM c WHERE c.id != @a",
+    ]
+    node = shutil.which("node")
+    assert node, "node is installed by devstack/bootstrap"
+    done = subprocess.run(
+        [node, "-e", SOURCES_CHECK, str(ROOT / "devstack" / "cosmos_patches.js"), json.dumps(queries)],
+        cwd=ROOT / "devstack", capture_output=True, text=True, timeout=60, check=True,
+    )  # fmt: skip
+    assert json.loads(done.stdout) == [["@param_id0", "@param_id1"], ["@id1", "x"], None, None, None, None]
+
+
+@pytest.mark.stack
+def test_a_read_many_returns_what_point_reads_return(storage_stack: LocalStack) -> None:
+    settings = Settings.from_env({**storage_stack.settings_env(), "ServiceBusConnection": "Endpoint=sb://unused;"})
+    container = provision_local(make_cosmos_client(settings), settings).get_container_client("jobs")
+    for job, bucket in (("jrm-a", 0), ("jrm-b", 0), ("jrm-a", 3)):  # one id in three partitions
+        container.upsert_item({"id": "same-id", "jobId": job, "bucket": bucket, "where": f"{job}/{bucket}"})
+    for index in range(50):
+        container.upsert_item({"id": f"other-{index}", "jobId": "jrm-a", "bucket": 0, "where": "other"})
+    asked: list[tuple[str, list[str | int]]] = [
+        ("same-id", ["jrm-a", 3]), ("same-id", ["jrm-b", 0]), ("other-7", ["jrm-a", 0]), ("missing", ["jrm-a", 0]),
+    ]  # fmt: skip
+
+    found = sorted(row["where"] + ":" + row["id"] for row in container.read_items(asked))
+
+    assert found == ["jrm-a/3:same-id", "jrm-b/0:same-id", "other:other-7"]
+
+
 @pytest.mark.stack
 def test_closing_the_thread_local_database_closes_every_threads_client(storage_stack: LocalStack) -> None:
     settings = Settings.from_env({**storage_stack.settings_env(), "ServiceBusConnection": "Endpoint=sb://unused;"})
