@@ -6,6 +6,7 @@ import json
 import shutil
 import subprocess
 import threading
+from typing import Any
 
 import pytest
 from azure.cosmos import CosmosClient
@@ -77,6 +78,17 @@ console.log(JSON.stringify(out));
 """
 
 
+def _run_with_the_patches(script: str, queries: list[Any]) -> Any:
+    """Runs a node script given devstack/cosmos_patches.js and the queries as JSON; returns what it printed."""
+    node = shutil.which("node")
+    assert node, "node is installed by devstack/bootstrap"
+    done = subprocess.run(
+        [node, "-e", script, str(ROOT / "devstack" / "cosmos_patches.js"), json.dumps(queries)],
+        cwd=ROOT / "devstack", capture_output=True, text=True, timeout=60, check=True,
+    )  # fmt: skip
+    return json.loads(done.stdout)
+
+
 def test_the_emulators_query_compiler_runs_in_one_pass_with_the_same_results() -> None:
     # The compiler copied the collection with `[...$, { c }]` for every document: a query over 40,000 documents took
     # 6 s. devstack/cosmos_patches.js rewrites the code; the results must not change.
@@ -90,13 +102,7 @@ def test_the_emulators_query_compiler_runs_in_one_pass_with_the_same_results() -
         ["SELECT c.id FROM c WHERE EXISTS(SELECT VALUE k FROM k IN c.groupKeys WHERE k = 'k1')", []],
         ["SELECT c.id, b FROM c JOIN b IN c.bands WHERE c.type = 'chunk'", []],
     ]  # fmt: skip
-    node = shutil.which("node")
-    assert node, "node is installed by devstack/bootstrap"
-    done = subprocess.run(
-        [node, "-e", QUERY_CHECK, str(ROOT / "devstack" / "cosmos_patches.js"), json.dumps(queries)],
-        cwd=ROOT / "devstack", capture_output=True, text=True, timeout=60, check=True,
-    )  # fmt: skip
-    results = json.loads(done.stdout)
+    results = _run_with_the_patches(QUERY_CHECK, queries)
     assert all(r["same"] for r in results), results
     assert not any(r["quadratic"] for r in results), results
     assert all(r["rows"] > 2 for r in results), "every query found something, so the comparison means something"
@@ -124,13 +130,8 @@ def test_the_emulator_tells_read_many_queries_by_the_ids_they_name() -> None:
         "SELECT * FROM c WHERE NOT (c.id = @a)",
         "SELECT * FROM c WHERE c.id != @a",
     ]
-    node = shutil.which("node")
-    assert node, "node is installed by devstack/bootstrap"
-    done = subprocess.run(
-        [node, "-e", SOURCES_CHECK, str(ROOT / "devstack" / "cosmos_patches.js"), json.dumps(queries)],
-        cwd=ROOT / "devstack", capture_output=True, text=True, timeout=60, check=True,
-    )  # fmt: skip
-    assert json.loads(done.stdout) == [["@param_id0", "@param_id1"], ["@id1", "x"], None, None, None, None]
+    sources = _run_with_the_patches(SOURCES_CHECK, queries)
+    assert sources == [["@param_id0", "@param_id1"], ["@id1", "x"], None, None, None, None]
 
 
 @pytest.mark.stack
